@@ -22,7 +22,8 @@ whatever bundle or worker computed it), keeping the first `n` accepted. Only the
 
 Beam cannot grow its input while running, so M = ceil(n * item_factor) + item_slack items are
 computed up front (the local engine adapts chunk sizes instead). Items past the n-th accepted one
-are surplus, reported as such; fewer than n accepted fails the pipeline with the report.
+are surplus, reported as such; with fewer than n accepted the accepted items are still written
+(the rendering is the expensive part of a cluster job) and `ShortDatasetError` is raised after.
 Counters (namespace `mathjax_vl.datagen`): `build/*` count every computed item by outcome;
 `select/*` count the selection within the cut (equal to the report's rejections).
 """
@@ -73,6 +74,10 @@ class BeamConfig:
                 f"BeamConfig.item_slack must be >= 0 and items_per_task >= 1, got "
                 f"{self.item_slack} and {self.items_per_task}"
             )
+
+
+class ShortDatasetError(RuntimeError):
+    """Fewer than n items were accepted; the dataset holds the accepted ones (see report)."""
 
 
 def items_to_compute(config: E.DatagenConfig, beam_config: BeamConfig) -> int:
@@ -126,7 +131,9 @@ def select_items(
     Returns ({accepted index: position of its first record}, report). Input order does not
     matter (sorted here), so which duplicate survives never depends on the runner: the lowest
     index wins, exactly as in `engine.iter_records`. Raises if an item is missing or repeated
-    (nothing may vanish silently) or if fewer than `n` items were accepted.
+    (nothing may vanish silently). Fewer than `n` accepted is NOT raised here: the report's
+    `short_by` says so, the accepted items are still written (on a cluster the rendering is the
+    expensive part), and `generate_dataset_beam` raises `ShortDatasetError` afterwards.
     """
     ordered = sorted(summaries, key=lambda s: s["index"])
     indices = [s["index"] for s in ordered]
@@ -159,14 +166,7 @@ def select_items(
             positions[summary["index"]] = position
             position += len(records)
             stats.records_written += len(records)
-    report = _report(stats, config, total)
-    if stats.accepted < config.n:
-        raise RuntimeError(
-            f"only {stats.accepted} of {config.n} items accepted among the {total} computed; "
-            f"raise BeamConfig.item_factor / --beam-item-factor. Report:\n"
-            f"{json.dumps(report, indent=1, default=str)}"
-        )
-    return positions, report
+    return positions, _report(stats, config, total)
 
 
 def _report(stats: E.DatagenResult, config: E.DatagenConfig, total: int) -> dict[str, Any]:
@@ -186,6 +186,7 @@ def _report(stats: E.DatagenResult, config: E.DatagenConfig, total: int) -> dict
         "runner": "beam",
         "items_computed": total,
         "surplus_items": total - stats.items_tried,  # computed, past the cut, not written
+        "short_by": config.n - stats.accepted,  # > 0: too few items computed (item_factor)
     }
 
 
@@ -249,6 +250,7 @@ def _select_fn(config: E.DatagenConfig, total: int, report_path: str | None):
         positions, report = select_items(summaries, config, total)
         _counter("select/accepted").inc(report["accepted_items"])
         _counter("select/surplus_items").inc(report["surplus_items"])
+        _counter("select/short_by").inc(report["short_by"])
         for reason, count in report["rejections"].items():
             _counter(f"select/rejected:{reason}").inc(count)
         if report_path is not None:  # idempotent: a retried bundle rewrites the same bytes
@@ -402,6 +404,13 @@ def generate_dataset_beam(
         )
     with open(os.path.join(version_dir, REPORT_FILE)) as f:
         report = json.load(f)
+    if report["short_by"] > 0:
+        raise ShortDatasetError(
+            f"{version_dir}: only {report['accepted_items']} of {config.n} items accepted among "
+            f"the {report['items_computed']} computed (rejections: {report['rejections']}); the "
+            f"dataset holds those. For n items rerun with a larger BeamConfig.item_factor "
+            f"(--beam-item-factor) into a new --out."
+        )
     return version_dir, report
 
 
@@ -425,6 +434,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"  items computed {report['items_computed']}, up to the n-th accepted "
         f"{report['items_tried']}, surplus {report['surplus_items']}"
     )
+    if report["short_by"] > 0:
+        lines.append(f"  SHORT: {report['short_by']} items fewer than the {report['n']} asked for")
     counters = report.get("beam_counters", {})
     if counters:
         lines.append("  beam counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()))

@@ -1,5 +1,6 @@
 """Beam path (DirectRunner): the local engine's dataset, failures counted, global dedup."""
 
+import contextlib
 import itertools
 import json
 import os
@@ -77,26 +78,36 @@ def test_beam_output_is_readable_by_grain(beam_cli_run):
     assert all(isinstance(r, R.EvalProblem) for r in read)
 
 
-@pytest.fixture(scope="module")
-def faulty_run(tmp_path_factory):
-    """image_code with a failing figure (item 1), a failing job (item 2) and item 4 = item 0."""
+@contextlib.contextmanager
+def _faults_importable_by_workers():
+    """The sandbox zygote inherits PYTHONPATH and can then import `_beam_faults`."""
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([HERE] + ([old] if old else []))
-    try:  # the sandbox zygote inherits PYTHONPATH and can then import `_beam_faults`
-        beam_config = B.BeamConfig(
-            options=("--direct_num_workers=1", "--direct_running_mode=in_memory"),
-            item_factor=1.0,
-            item_slack=4,
-            items_per_task=2,  # items 0 and 4 are built by different elements
-            item_target="_beam_faults:build_item",
-        )
-        out = tmp_path_factory.mktemp("beam_faults")
-        return B.generate_dataset_beam(E.DatagenConfig(**CODE), str(out), beam_config)
+    try:
+        yield
     finally:
         if old is None:
             del os.environ["PYTHONPATH"]
         else:
             os.environ["PYTHONPATH"] = old
+
+
+def _faulty_config(**kwargs):
+    return B.BeamConfig(
+        options=("--direct_num_workers=1", "--direct_running_mode=in_memory"),
+        item_target="_beam_faults:build_item",
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory):
+    """image_code with a failing figure (item 1), a failing job (item 2) and item 4 = item 0."""
+    # items_per_task=2: items 0 and 4 are built by different elements.
+    beam_config = _faulty_config(item_factor=1.0, item_slack=4, items_per_task=2)
+    out = tmp_path_factory.mktemp("beam_faults")
+    with _faults_importable_by_workers():
+        return B.generate_dataset_beam(E.DatagenConfig(**CODE), str(out), beam_config)
 
 
 def test_failures_are_counted_and_reported_and_the_rest_complete(faulty_run, executor):
@@ -124,6 +135,18 @@ def test_failures_are_counted_and_reported_and_the_rest_complete(faulty_run, exe
     local = E.generate(E.DatagenConfig(**{**CODE, "n": 7}), executor)
     by_id = {r.id: r.to_dict() for r in local.records}
     assert [r.to_dict() for r in records] == [by_id[r.id] for r in records]
+
+
+def test_too_few_items_still_writes_the_accepted_ones_and_raises(tmp_path):
+    beam_config = _faulty_config(item_factor=1.0, item_slack=0, items_per_task=3)
+    config = E.DatagenConfig(**{**CODE, "n": 3})  # items 1 and 2 fail: 1 of 3 accepted
+    with _faults_importable_by_workers(), pytest.raises(B.ShortDatasetError, match="only 1 of 3"):
+        B.generate_dataset_beam(config, str(tmp_path), beam_config)
+    source = RecordSource(tmp_path, split="train")
+    assert [source[i].id for i in range(len(source))] == ["train-21-0"]
+    with open(os.path.join(source.dataset_dir, B.REPORT_FILE)) as f:
+        report = json.load(f)
+    assert report["short_by"] == 2 and report["beam_counters"]["select/short_by"] == 2
 
 
 # ------------------------------------------------------------------------------------------
@@ -206,12 +229,12 @@ def test_selection_matches_the_engines_sequential_deduplicator():
     assert sorted(positions) == expected and len(expected) == 20
 
 
-def test_selection_refuses_lost_items_and_a_short_dataset():
+def test_selection_refuses_lost_items_and_reports_a_short_dataset():
     config = E.DatagenConfig(recipe="captions", n=2, progress=False)
     with pytest.raises(RuntimeError, match=r"missing \[1\]"):
         B.select_items([_item(0, "a", 0), _item(2, "b", 1 << 100)], config, total=3)
-    with pytest.raises(RuntimeError, match="only 1 of 2 items accepted"):
-        B.select_items([_item(0, "a", 0), _item(1, "a", 1 << 100)], config, total=2)
+    positions, report = B.select_items([_item(0, "a", 0), _item(1, "a", 1 << 100)], config, 2)
+    assert positions == {0: 0} and report["short_by"] == 1 and report["accepted_items"] == 1
 
 
 def test_item_ranges_cover_every_index_once():

@@ -129,7 +129,11 @@ def _run_beam(args: argparse.Namespace, config) -> int:
         items_per_task=args.beam_items_per_task,
     )
     start = time.perf_counter()
-    dataset_dir, report = beam.generate_dataset_beam(config, args.out, beam_config)
+    try:
+        dataset_dir, report = beam.generate_dataset_beam(config, args.out, beam_config)
+    except beam.ShortDatasetError as exc:
+        print(f"datagen: {exc}", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
     print(
         f"datagen {args.recipe} (beam, {args.beam_runner}): {report['records']} records from "
