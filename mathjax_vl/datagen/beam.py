@@ -347,13 +347,13 @@ def _builder_class(config: E.DatagenConfig, beam_config: BeamConfig):
             return generate_examples(config, beam_config, report_path)
 
         def _process_pipeline_result(self, pipeline_result) -> None:
+            from etils import epath
+
             self.beam_counters = beam_counters(pipeline_result)
-            path = os.path.join(self.data_dir, REPORT_FILE)
-            with open(path) as f:
-                report = json.load(f)
+            path = epath.Path(self.data_dir) / REPORT_FILE
+            report = json.loads(path.read_text())
             report["beam_counters"] = self.beam_counters
-            with open(path, "w") as f:
-                json.dump(report, f, indent=2, default=str)
+            path.write_text(json.dumps(report, indent=2, default=str))
 
     _BeamRecordBuilder.name = config.recipe
     _BeamRecordBuilder.__name__ = f"BeamRecordBuilder_{config.recipe}"
@@ -376,14 +376,19 @@ def beam_counters(pipeline_result) -> dict[str, int]:
 def generate_dataset_beam(
     config: E.DatagenConfig, out_dir: str, beam_config: BeamConfig = BeamConfig()
 ) -> tuple[str, dict[str, Any]]:
-    """Run the pipeline and write out_dir/<recipe>/1.0.0; returns (dataset dir, report)."""
+    """Run the pipeline and write out_dir/<recipe>/1.0.0; returns (dataset dir, report).
+
+    `out_dir` may be any path TFDS/etils can write (a local dir, or gs://... for a cluster run:
+    the workers write the shards and the report there).
+    """
     import tensorflow_datasets as tfds
     from apache_beam.options.pipeline_options import PipelineOptions
+    from etils import epath
 
     from mathjax_vl.data import storage
 
     version_dir = os.path.join(os.fspath(out_dir), config.recipe, storage.DATASET_VERSION)
-    if os.path.exists(os.path.join(version_dir, "dataset_info.json")):
+    if (epath.Path(version_dir) / "dataset_info.json").exists():
         raise FileExistsError(f"dataset already exists at {version_dir}; write to a new out_dir")
     builder = _builder_class(config, beam_config)(
         splits={}, data_dir=os.fspath(out_dir), file_format="array_record"
@@ -393,17 +398,13 @@ def generate_dataset_beam(
         beam_runner=beam_config.runner, beam_options=PipelineOptions(list(beam_config.options))
     )
     builder.download_and_prepare(download_config=download_config)
-    with open(os.path.join(version_dir, storage.SIDECAR), "w") as f:
-        json.dump(
-            {
-                "kind": RECIPE_KINDS[config.recipe],
-                "name": config.recipe,
-                "splits": [config.resolved_split],
-            },
-            f,
-        )
-    with open(os.path.join(version_dir, REPORT_FILE)) as f:
-        report = json.load(f)
+    sidecar = {
+        "kind": RECIPE_KINDS[config.recipe],
+        "name": config.recipe,
+        "splits": [config.resolved_split],
+    }
+    (epath.Path(version_dir) / storage.SIDECAR).write_text(json.dumps(sidecar))
+    report = json.loads((epath.Path(version_dir) / REPORT_FILE).read_text())
     if report["short_by"] > 0:
         raise ShortDatasetError(
             f"{version_dir}: only {report['accepted_items']} of {config.n} items accepted among "
