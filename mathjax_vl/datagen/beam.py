@@ -63,13 +63,16 @@ class BeamConfig:
     # n * max_items_factor + 100): headroom for gate and dedup rejections (~10-20% in our runs).
     item_factor: float = 1.25
     item_slack: int = 32
-    items_per_task: int = 32  # indices per DoFn element: the unit of parallelism and of retry
+    # Indices per DoFn element (the unit of distribution and of retry). An element's items are
+    # spread over the DoFn's sandbox pool, which idles while the element's last items finish,
+    # so an element should hold many items per pool worker. None: 16 x DatagenConfig.workers.
+    items_per_task: int | None = None
     item_target: str = "mathjax_vl.datagen.engine:build_item"  # "module:function" run per item
 
     def __post_init__(self) -> None:
         if self.item_factor < 1.0:
             raise ValueError(f"BeamConfig.item_factor must be >= 1, got {self.item_factor}")
-        if self.item_slack < 0 or self.items_per_task < 1:
+        if self.item_slack < 0 or (self.items_per_task is not None and self.items_per_task < 1):
             raise ValueError(
                 f"BeamConfig.item_slack must be >= 0 and items_per_task >= 1, got "
                 f"{self.item_slack} and {self.items_per_task}"
@@ -298,7 +301,8 @@ def generate_examples(
     import apache_beam as beam
 
     total = items_to_compute(config, beam_config)
-    ranges = index_ranges(total, beam_config.items_per_task)
+    per_task = beam_config.items_per_task or 16 * config.workers
+    ranges = index_ranges(total, per_task)
     kind = RECIPE_KINDS[config.recipe]
 
     @beam.ptransform_fn

@@ -4,7 +4,7 @@ r"""`mathjax-vl datagen`: generate a verified dataset of math figures and proble
         --n N --seed S --workers W --out DIR [--preview FILE.png] [--split SPLIT] \
         [--families plane_geometry,functions] [--timeout-s 10 (CPU s)] [--memory-limit-gb 2]
         [--runner beam [--beam-runner DirectRunner] [--beam-options "--project=p ..."]
-         [--beam-item-factor 1.25] [--beam-item-slack 32] [--beam-items-per-task 32]]
+         [--beam-item-factor 1.25] [--beam-item-slack 32] [--beam-items-per-task 16W]]
 
 Writes a TFDS ArrayRecord dataset at DIR/<recipe>/1.0.0/ (with datagen_report.json: rejections
 per reason) and, with --preview, a contact sheet of samples (figure, version, question, answer).
@@ -64,7 +64,12 @@ def register(subparsers) -> None:
         "input while it runs)",
     )
     p.add_argument("--beam-item-slack", type=int, default=32, help="see --beam-item-factor")
-    p.add_argument("--beam-items-per-task", type=int, default=32, help="indices per Beam element")
+    p.add_argument(
+        "--beam-items-per-task",
+        type=int,
+        default=None,
+        help="indices per Beam element (default 16 x --workers)",
+    )
     p.set_defaults(func=run)
 
 
