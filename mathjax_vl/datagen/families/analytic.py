@@ -22,7 +22,8 @@ from mathjax_vl.datagen.families.common import (
     rint,
     structural,
 )
-from mathjax_vl.datagen.families.drawing import GraphCanvas, fmt, nice_ticks_window
+from mathjax_vl.datagen.families.drawing import fmt
+from mathjax_vl.datagen.families.graph import GraphCanvas, nice_ticks_window
 from mathjax_vl.datagen.spec import AnswerSpec, AnswerType, Family, need
 
 NAME = "analytic_geometry"

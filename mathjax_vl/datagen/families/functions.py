@@ -17,7 +17,6 @@ import sympy
 
 from mathjax_vl.datagen.families import functions_more
 from mathjax_vl.datagen.families.common import choice, descriptive, num, numeric, rint
-from mathjax_vl.datagen.families.drawing import nice_ticks_window
 from mathjax_vl.datagen.families.functions_core import (
     NAME,
     SUBJECT,
@@ -39,6 +38,7 @@ from mathjax_vl.datagen.families.functions_core import (
     x0_fact,
     y_window,
 )
+from mathjax_vl.datagen.families.graph import nice_ticks_window
 from mathjax_vl.datagen.spec import Family
 
 # ---------------------------------------------------------------- linear

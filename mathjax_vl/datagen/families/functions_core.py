@@ -14,7 +14,7 @@ from mathjax_vl.datagen.families.common import (
     num,
     numeric,
 )
-from mathjax_vl.datagen.families.drawing import GraphCanvas, nice_ticks_window
+from mathjax_vl.datagen.families.graph import GraphCanvas, nice_ticks_window
 from mathjax_vl.datagen.spec import AnswerSpec, AnswerType, need
 
 NAME = "functions"

@@ -8,7 +8,6 @@ import numpy as np
 import sympy
 
 from mathjax_vl.datagen.families.common import choice, descriptive, num, numeric, rint
-from mathjax_vl.datagen.families.drawing import nice_ticks_window
 from mathjax_vl.datagen.families.functions_core import (
     R,
     X,
@@ -26,6 +25,7 @@ from mathjax_vl.datagen.families.functions_core import (
     value_ask,
     y_window,
 )
+from mathjax_vl.datagen.families.graph import nice_ticks_window
 
 # ---------------------------------------------------------------- trigonometric
 
