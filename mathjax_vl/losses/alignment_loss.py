@@ -44,6 +44,7 @@ class AlignmentLossConfig:
     vocab_block: int | None = None  # None: whole vocabulary per token chunk (no recompute)
     matmul_dtype: str | None = None  # "bfloat16": bf16 operands, float32 accumulation
     w_layout: str = "vd"  # "vd": lm_head [V, D] (tied embeddings); "dv": [D, V]
+    skip_inactive: bool = True  # skip token chunks with no aligned position (prompts, padding)
 
     def __post_init__(self):
         if self.normalization not in NORMALIZATIONS:
@@ -127,6 +128,7 @@ def fused_alignment_loss(
         vocab_block=cfg.vocab_block,
         matmul_dtype=cfg.matmul_dtype,
         w_layout=cfg.w_layout,
+        skip_inactive=cfg.skip_inactive,
     )
     args = (hw, hs, lm_head, jnp.where(m, lab, 0), a_ce, a_kl)
     if mesh is None:

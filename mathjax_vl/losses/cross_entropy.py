@@ -31,6 +31,7 @@ class CrossEntropyConfig:
     vocab_block: int | None = None  # None: whole vocabulary per token chunk (no recompute)
     matmul_dtype: str | None = None  # "bfloat16" for bf16 operands, float32 accumulation
     w_layout: str = "vd"  # "vd": lm_head is [V, D] (tied embeddings); "dv": [D, V]
+    skip_inactive: bool = True  # skip token chunks with no active position (masked prompts)
 
 
 def next_token_targets(labels: jax.Array, ignore_index: int = IGNORE_INDEX) -> jax.Array:
@@ -78,6 +79,7 @@ def fused_cross_entropy(
         vocab_block=config.vocab_block,
         matmul_dtype=config.matmul_dtype,
         w_layout=config.w_layout,
+        skip_inactive=config.skip_inactive,
     )
     safe_t = jnp.where(m, t, 0)
     args = (h, h, lm_head, safe_t, a, jnp.zeros_like(a))

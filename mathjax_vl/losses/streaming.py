@@ -56,6 +56,7 @@ class EngineSpec:
     vocab_block: int | None
     matmul_dtype: str | None  # e.g. "bfloat16"; None = the inputs' dtype
     w_layout: str  # "vd" or "dv"
+    skip_inactive: bool = True  # run only the token chunks that hold rows with nonzero weight
     vary_axes: tuple[str, ...] = ()  # inside shard_map: mesh axes the token rows vary over
 
     def __post_init__(self):
@@ -110,6 +111,12 @@ def _dw_add(dw: jax.Array, v0, blk: jax.Array, layout: str) -> jax.Array:
         return jax.lax.dynamic_update_slice_in_dim(dw, old + blk, v0, axis=0)
     old = jax.lax.dynamic_slice_in_dim(dw, v0, size, axis=1)
     return jax.lax.dynamic_update_slice_in_dim(dw, old + blk.T, v0, axis=1)
+
+
+def _label_rows(w: jax.Array, labels: jax.Array, layout: str) -> jax.Array:
+    """W[labels] as [Tc, D]: the target rows, so the target logit and the one-hot part of the
+    CE gradient never need a [Tc, V] one-hot."""
+    return jnp.take(w, labels, axis=0) if layout == "vd" else jnp.take(w, labels, axis=1).T
 
 
 def _logits(h: jax.Array, wb: jax.Array) -> jax.Array:
@@ -184,7 +191,6 @@ class _Engine:
         st = {}
         if sp.ce_separate:
             st.update(mr=_neg_inf(tc), sr=_zero(tc))
-        st.update(zy=_zero(tc), found=_zero(tc))
         if sp.has_kl:
             st.update(mw=_neg_inf(tc), sw=_zero(tc), ms=_neg_inf(tc), ss=_zero(tc))
             st.update(fa=_zero(tc), ra=_zero(tc))
@@ -194,13 +200,9 @@ class _Engine:
                     st.update(as_=_zero(tc), bs=_zero(tc), cs=_zero(tc))
         return st
 
-    def update_stats(self, st, v0, zw, zs_, labels, zst_w, zst_s) -> dict:
+    def update_stats(self, st, zw, zs_, zst_w, zst_s) -> dict:
         sp = self.spec
         st = dict(st)
-        cols = v0 + jnp.arange(zw.shape[1], dtype=labels.dtype)
-        hit = labels[:, None] == cols[None, :]
-        st["zy"] = st["zy"] + jnp.sum(jnp.where(hit, zw, 0.0), axis=1)
-        st["found"] = st["found"] + jnp.sum(hit, axis=1, dtype=jnp.float32)
         if sp.ce_separate:
             m, sc = _rescale(st["mr"], jnp.max(zw, axis=1))
             st["mr"], st["sr"] = m, st["sr"] * sc + jnp.sum(jnp.exp(zw - m[:, None]), axis=1)
@@ -228,8 +230,9 @@ class _Engine:
                 st["cs"] = st["cs"] * scw + jnp.sum(ew * ys, axis=1)
         return st
 
-    def finalize(self, st, a_ce, a_kl, zst_w, zst_s) -> dict:
-        """Per-token loss values and the scalars the gradient pass needs."""
+    def finalize(self, st, zy, found, a_ce, a_kl, zst_w, zst_s) -> dict:
+        """Per-token loss values and the scalars the gradient pass needs. zy [Tc]: the target
+        logit; found [Tc]: whether the label is inside [0, V)."""
         sp = self.spec
         out = {}
         if sp.has_kl:
@@ -257,20 +260,19 @@ class _Engine:
         out["lse_r"] = lse_r
         active = a_ce != 0
         # An unmasked label outside [0, V) is never found: poison the loss instead of a silent 0.
-        ce = jnp.where(st["found"] > 0, lse_r - st["zy"], jnp.nan)
+        ce = jnp.where(found, lse_r - zy, jnp.nan)
         out["ce"] = jnp.where(active, ce, 0.0)
         out["zsq"] = jnp.where(active, jnp.square(lse_r), 0.0)
         return out
 
     # -- pass 2 -------------------------------------------------------------------
-    def grad_blocks(self, v0, zw, zs_, labels, a_ce, fin, zst_w, zst_s):
-        """d loss / d logits for one block: ([Tc, Vb] weak, [Tc, Vb] strong or None)."""
+    def grad_blocks(self, zw, zs_, a_ce, fin, zst_w, zst_s):
+        """d loss / d logits for one block, WITHOUT the CE's -onehot term (the caller adds it
+        as a row correction): ([Tc, Vb] weak, [Tc, Vb] strong or None)."""
         sp = self.spec
-        cols = v0 + jnp.arange(zw.shape[1], dtype=labels.dtype)
-        onehot = (labels[:, None] == cols[None, :]).astype(jnp.float32)
         p_raw = jnp.exp(zw - fin["lse_r"][:, None])
         c_ce = (a_ce * sp.w_ce)[:, None]
-        g_w = c_ce * (p_raw - onehot)
+        g_w = c_ce * p_raw
         if sp.w_z:
             g_w = g_w + (a_ce * sp.w_z * 2.0 * fin["lse_r"])[:, None] * p_raw
         if not sp.has_kl:
@@ -330,13 +332,16 @@ def _run_chunk(spec: EngineSpec, w, hw, hs, labels, a_ce, a_kl, dw, needs: tuple
         mom_w, mom_s = _loop_vocab(p0, (init, init), vocab, spec.vocab_block)
         zst_w, zst_s = eng.zstats(mom_w), eng.zstats(mom_s)
 
-    # pass 1: online log-sum-exp and scalar sums
+    # pass 1: online log-sum-exp and scalar sums; the target logit comes from the label rows
     def p1(v0, size, st):
         _, zw, zs_ = get(v0, size)
-        return eng.update_stats(st, v0, zw, zs_, labels, zst_w, zst_s)
+        return eng.update_stats(st, zw, zs_, zst_w, zst_s)
 
     st = _loop_vocab(p1, _vary(spec, eng.init_stats(tc)), vocab, spec.vocab_block)
-    fin = eng.finalize(st, a_ce, a_kl, zst_w, zst_s)
+    w_lab = _label_rows(w, labels, spec.w_layout).astype(mdt)  # [Tc, D]
+    zy = jnp.einsum("td,td->t", hw, w_lab, preferred_element_type=jnp.float32)
+    found = (labels >= 0) & (labels < vocab)
+    fin = eng.finalize(st, zy, found, a_ce, a_kl, zst_w, zst_s)
     sums = {"ce": jnp.sum(a_ce * fin["ce"]), "zsq": jnp.sum(a_ce * fin["zsq"])}
     if spec.has_kl:
         sums["fkl"] = jnp.sum(a_kl * fin["fkl"])
@@ -352,7 +357,7 @@ def _run_chunk(spec: EngineSpec, w, hw, hs, labels, a_ce, a_kl, dw, needs: tuple
     def p2(v0, size, c):
         dh_w, dh_s, dw_ = c
         wb, zw, zs_ = get(v0, size)
-        g_w, g_s = eng.grad_blocks(v0, zw, zs_, labels, a_ce, fin, zst_w, zst_s)
+        g_w, g_s = eng.grad_blocks(zw, zs_, a_ce, fin, zst_w, zst_s)
         g_w = g_w.astype(mdt)
         g_s = g_s.astype(mdt) if g_s is not None else None
         if need_hw:
@@ -367,41 +372,88 @@ def _run_chunk(spec: EngineSpec, w, hw, hs, labels, a_ce, a_kl, dw, needs: tuple
         return dh_w, dh_s, dw_
 
     dh_w, dh_s, dw = _loop_vocab(p2, (dh_w0, dh_s0, dw), vocab, spec.vocab_block)
+    # The CE's -onehot term of d loss / d logits, as row corrections: -c * W[label] into dH and
+    # -c * h into dW[label] (a scatter-add of Tc rows instead of a [Tc, V] one-hot).
+    c_ce = (a_ce * spec.w_ce)[:, None]
+    if need_hw:
+        dh_w = dh_w - c_ce * w_lab.astype(jnp.float32)
+    if need_w:
+        rows = -c_ce * hw.astype(jnp.float32)  # [Tc, D]
+        if spec.w_layout == "vd":
+            dw = dw.at[labels].add(rows, mode="drop")
+        else:
+            dw = dw.at[:, labels].add(rows.T, mode="drop")
     return sums, dh_w, dh_s, dw
 
 
 def _run(spec: EngineSpec, hw, hs, w, labels, a_ce, a_kl, needs: tuple | None):
-    """Scan over token chunks. Returns (sums, dhw [T, D] f32, dhs, dw f32); None where unneeded."""
+    """Loop over token chunks. Returns (sums, dhw [T, D] f32, dhs, dw f32); None where unneeded.
+
+    With spec.skip_inactive the rows with nonzero weight are moved (stably) to the front and
+    only the chunks holding them run (a dynamic trip count): SFT batches whose prompts, image
+    placeholders and padding carry no loss skip that share of the LM-head FLOPs.
+    """
     t = hw.shape[0]
     tc = min(spec.token_block, max(t, 1))
     n_chunks = -(-t // tc)
     pad = n_chunks * tc - t
     mdt = jnp.dtype(spec.matmul_dtype) if spec.matmul_dtype else jnp.result_type(hw, w)
+    labels = labels.astype(jnp.int32)
+    a_ce, a_kl = a_ce.astype(jnp.float32), a_kl.astype(jnp.float32)
+    # the strong side only exists for the alignment objective; plain CE passes hw twice
+    rows = [hw.astype(mdt), hs.astype(mdt) if spec.has_kl else None, labels, a_ce, a_kl]
+    if spec.skip_inactive:
+        active = (a_ce != 0) | (a_kl != 0)
+        order = jnp.argsort(jnp.logical_not(active), stable=True)  # active rows first
+        rows = [None if x is None else x[order] for x in rows]
+        n_run = (jnp.sum(active, dtype=jnp.int32) + tc - 1) // tc
+    else:
+        n_run = n_chunks
 
-    def chunks(x, fill=0):
-        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
+    def chunks(x):
+        if x is None:
+            return None
+        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
         return x.reshape((n_chunks, tc, *x.shape[1:]))  # [n_chunks, Tc, ...]
 
-    xs = (
-        chunks(hw.astype(mdt)),
-        chunks(hs.astype(mdt)) if spec.has_kl else None,
-        chunks(labels.astype(jnp.int32)),
-        chunks(a_ce.astype(jnp.float32)),
-        chunks(a_kl.astype(jnp.float32)),
-    )
-    dw0 = _vary(spec, jnp.zeros(w.shape, jnp.float32) if needs and needs[2] else None)
+    xs = [chunks(x) for x in rows]
+    need_w = bool(needs and needs[2])
+    d = hw.shape[1]
+    zeros_rows = jnp.zeros((n_chunks, tc, d), jnp.float32)
+    carry0 = {
+        "dw": jnp.zeros(w.shape, jnp.float32) if need_w else None,
+        "dhw": zeros_rows if needs and needs[0] else None,
+        "dhs": zeros_rows if needs and needs[1] else None,
+        "sums": {k: jnp.zeros((), jnp.float32) for k in _sum_keys(spec)},
+    }
 
-    def body(dw, x):
-        hw_c, hs_c, lab_c, ace_c, akl_c = x
+    def body(i, c):
+        hw_c, hs_c, lab_c, ace_c, akl_c = (
+            None if x is None else jax.lax.dynamic_index_in_dim(x, i, 0, False) for x in xs
+        )
         hs_c = hw_c if hs_c is None else hs_c
-        sums, dhw, dhs, dw = _run_chunk(spec, w, hw_c, hs_c, lab_c, ace_c, akl_c, dw, needs)
-        return dw, (sums, dhw, dhs)
+        sums, dhw, dhs, dw = _run_chunk(spec, w, hw_c, hs_c, lab_c, ace_c, akl_c, c["dw"], needs)
+        out = {"dw": dw, "sums": {k: c["sums"][k] + v for k, v in sums.items()}}
+        for name, blk in (("dhw", dhw), ("dhs", dhs)):
+            put = jax.lax.dynamic_update_index_in_dim
+            out[name] = None if blk is None else put(c[name], blk, i, 0)
+        return out
 
-    dw, (sums, dhw, dhs) = jax.lax.scan(body, dw0, xs)
-    sums = {k: jnp.sum(v) for k, v in sums.items()}
-    dhw = dhw.reshape(n_chunks * tc, -1)[:t] if dhw is not None else None
-    dhs = dhs.reshape(n_chunks * tc, -1)[:t] if dhs is not None else None
-    return sums, dhw, dhs, dw
+    c = jax.lax.fori_loop(0, n_run, body, _vary(spec, carry0))
+
+    def unchunk(x):
+        if x is None:
+            return None
+        x = x.reshape(n_chunks * tc, d)[:t]
+        if spec.skip_inactive:  # back to the input order: inverse permutation as a gather
+            x = x[jnp.argsort(order)]
+        return x
+
+    return c["sums"], unchunk(c["dhw"]), unchunk(c["dhs"]), c["dw"]
+
+
+def _sum_keys(spec: EngineSpec) -> tuple[str, ...]:
+    return ("ce", "zsq", "fkl", "rkl") if spec.has_kl else ("ce", "zsq")
 
 
 def _total(spec: EngineSpec, sums: dict) -> jax.Array:

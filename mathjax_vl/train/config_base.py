@@ -25,7 +25,10 @@ def base_config() -> ml_collections.ConfigDict:
             "impl": "fused",  # fused (never builds [tokens, vocab]) | naive (full logits)
             "z_loss": 0.0,
             "vocab_block": 0,  # 0: whole vocabulary per token block (no recompute; small vocab)
-            "token_block": 1024,
+            # Token rows per LM-head chunk. With skip_inactive only the chunks holding loss
+            # positions run, so a smaller block skips more of the masked prompt/image rows.
+            "token_block": 256,
+            "skip_inactive": True,
         }
     )
 

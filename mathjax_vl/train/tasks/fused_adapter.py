@@ -25,6 +25,7 @@ def fused_ce(
         token_block=int(cfg.get("token_block", 256)),
         vocab_block=cfg.get("vocab_block") or None,
         matmul_dtype=_matmul_dtype(cfg),
+        skip_inactive=bool(cfg.get("skip_inactive", True)),
     )
     loss, parts = fused_cross_entropy(hidden, weight, targets, mask.astype(bool), ce_cfg)
     out = {"ce": parts["ce"], "tokens": parts["n_tokens"]}
@@ -45,6 +46,7 @@ def alignment_config(cfg: ml_collections.ConfigDict):
         token_block=int(cfg.get("token_block", 256)),
         vocab_block=cfg.get("vocab_block") or None,
         matmul_dtype=_matmul_dtype(cfg),
+        skip_inactive=bool(cfg.get("skip_inactive", True)),
     )
 
 
