@@ -67,6 +67,63 @@ def _raw_rate(programs: list[str], workdir: str) -> float:
     return len(programs) / elapsed, len(programs) / cpu
 
 
+# (label, file suffix, function name): cumulative profile time of these calls, per figure.
+_PROFILE_PARTS = (
+    (
+        "figure + axes created",
+        ("matplotlib/pyplot.py", "figure"),
+        ("matplotlib/figure.py", "add_axes"),
+        ("matplotlib/figure.py", "add_subplot"),
+    ),
+    (
+        "texts created",
+        ("matplotlib/axes/_axes.py", "text"),
+        ("matplotlib/axes/_axes.py", "set_title"),
+    ),
+    ("texts drawn", ("matplotlib/text.py", "draw")),
+    ("PNG encoded", ("PIL/Image.py", "save")),
+)
+
+
+def _profile(programs: list[str], workdir: str) -> tuple[float, dict[str, float]]:
+    """cProfile of the raw loop: ms per figure, and the share of each part of `_PROFILE_PARTS`
+    (figure.draw minus texts drawn = other artists drawn; the rest = building the other artists,
+    the program's own code). Profiling inflates Python-heavy parts; read shares, not times."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    _raw_rate(programs, workdir)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
+
+    def cumulative(suffix: str, name: str) -> float:
+        return sum(v[3] for (f, _, n), v in stats.items() if n == name and f.endswith(suffix))
+
+    total = cumulative("benchmarks/datagen.py", "_raw_rate")
+    shares = {}
+    for label, *calls in _PROFILE_PARTS:
+        shares[label] = sum(cumulative(f, n) for f, n in calls) / total
+    drawn = cumulative("matplotlib/figure.py", "draw") / total
+    shares["other artists drawn"] = drawn - shares["texts drawn"]
+    shares["rest (other artists built, program code)"] = 1 - sum(shares.values())
+    return total / len(programs) * 1000, shares
+
+
+def _executor_overhead_ms(executor, count: int = 100) -> float:
+    """CPU ms per program (worker + parent) of a program that only writes a 20 KB 'PNG'."""
+    program = f"import sys\nopen(sys.argv[1], 'wb').write({PNG_STUB!r})\n"
+    cpu_start = time.process_time()
+    results = executor.run([program] * count)
+    cpu = time.process_time() - cpu_start + sum(r.cpu_seconds for r in results)
+    assert all(r.ok for r in results), results[0].error
+    return cpu / count * 1000
+
+
+PNG_STUB = b"\x89PNG\r\n\x1a\n" + bytes(20_000)
+
+
 def _executor_rate(executor, programs: list[str]) -> tuple[float, float, int]:
     """(figures per wall second, figures per CPU second of worker + parent, failures)."""
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -104,6 +161,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=48)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--profile", action="store_true", help="also print where a raw figure's time goes"
+    )
     args = parser.parse_args()
 
     import matplotlib
@@ -114,7 +174,7 @@ def main() -> None:
 
     print(f"cores: {os.cpu_count()}  load average at start: {os.getloadavg()}")
     print(f"matplotlib {matplotlib.__version__}, python {sys.version.split()[0]}")
-    rows = []
+    rows, profiles = [], []
     with (
         tempfile.TemporaryDirectory() as workdir,
         FigureExecutor(SandboxConfig(workers=1)) as executor,
@@ -138,6 +198,9 @@ def main() -> None:
                 failures += failed
             mean = lambda xs: sum(xs) / len(xs)
             rows.append((name, mean(raw), mean(wall), mean(raw_cpu), mean(cpu), failures))
+            if args.profile:
+                profiles.append((name, *_profile(programs, workdir)))
+        overhead_ms = _executor_overhead_ms(executor)
     print()
     print("Per core. wall = figures per elapsed second of one process (depends on machine load);")
     print("cpu = figures per CPU second used (executor: worker + parent), load-independent.")
@@ -152,6 +215,18 @@ def main() -> None:
             f"| {name} | {r_wall:.1f} | {e_wall:.1f} | {r_cpu:.1f} | {e_cpu:.1f} "
             f"| {e_cpu / r_cpu:.0%} | {failures} |"
         )
+
+    print(
+        f"\nexecutor overhead: {overhead_ms:.2f} ms CPU per program (worker + parent) for a "
+        "program that only writes a 20 KB file: temp dir, guard, limits, rcParams, IPC"
+    )
+    if profiles:
+        labels = list(profiles[0][2])
+        print("\nWhere a raw figure's time goes (cProfile, in-process; shares of the total):\n")
+        print(f"| figures | ms/figure (profiled) | {' | '.join(labels)} |")
+        print(f"| --- | ---: | {' | '.join('---:' for _ in labels)} |")
+        for name, ms, shares in profiles:
+            print(f"| {name} | {ms:.1f} | {' | '.join(f'{shares[k]:.0%}' for k in labels)} |")
 
     config = engine.DatagenConfig(
         recipe="puma_pairs", n=args.pairs, seed=0, workers=args.workers, progress=False

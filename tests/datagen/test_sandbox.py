@@ -115,3 +115,44 @@ def test_model_style_program_that_only_shows_its_figure_is_kept(executor):
     assert result.ok, result.error
     assert _pixels(result.png).shape[:2] == (480, 640)  # matplotlib's default canvas
     assert "saved the open figure" in result.output
+
+
+EXTENTS = """
+import sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from mathjax_vl.datagen import sandbox
+
+fig, ax = plt.subplots(figsize=(3, 3), dpi=80)
+ax.set_title("title")
+ax.set_xlabel("x label")
+ax.text(0.2, 0.2, "plain")
+ax.text(0.5, 0.5, "rotated", rotation=35, ha="center", va="center")
+ax.text(0.3, 0.8, "boxed", bbox=dict(boxstyle="round,pad=0.3", facecolor="white"))
+ax.text(0.1, 0.5, "two\\nlines", ha="left", va="top")
+ax.text(0.6, 0.2, r"$\\sqrt{x^2}$")
+ax.text(1.0, 1.0, "axes", transform=ax.transAxes, ha="right", va="bottom")
+ax.text(0.1, 0.9, "wrapped " * 8, wrap=True)
+fig.savefig(sys.argv[1], metadata={"Software": None})
+renderer = fig.canvas.get_renderer()
+drawn = [(entry[0], entry[1:5]) for entry in sandbox._DRAWN_TEXT]
+texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+same = 0
+for t in texts:
+    b = t.get_window_extent(renderer)
+    close = lambda got: max(abs(u - v) for u, v in zip(got, (b.x0, b.y0, b.x1, b.y1))) < 1e-6
+    assert any(text == t.get_text() and close(got) for text, got in drawn), (t, b, drawn)
+    same += 1
+print("extents equal:", same, "drawn:", len(drawn))
+"""
+
+
+def test_label_extents_are_matplotlibs_window_extents():
+    """The clip gate's extents (layout reused from draw) equal `Text.get_window_extent` for
+    rotated, boxed, multi-line, math, axes-relative and wrapped labels and tick labels."""
+    with FigureExecutor(SandboxConfig(workers=1)) as executor:  # the first math text is slow
+        result = executor.run([EXTENTS])[0]
+    assert result.ok, (result.error, result.output)
+    same, drawn = (int(v) for v in result.output.split(":", 1)[1].split("drawn:"))
+    assert same == drawn >= 12  # 7 texts + title + x label + tick labels
