@@ -29,6 +29,8 @@ from mathjax_vl.datagen.spec import FIGURE_DPI, FIGURE_SIZE_INCHES
 
 TICK_FONT_SIZE = 9
 NAME_FONT_SIZE = 10  # the axis names "x" and "y"
+TITLE_FONT_SIZE = 11
+Y_NAME_RISE_PX = 8.0  # "y" sits this far above the frame: clear of a tick label at the top
 LABEL_GAP_PX = 4.0  # between the frame and the tick labels / axis names
 MAX_TICKS = 6  # labelled values per axis (a 1-2-5 step is chosen to stay within it)
 
@@ -216,13 +218,27 @@ class GraphCanvas:
             xs = [float(v) for v, _ in self.xticks]
         return xs, tick_values(y0, y1, grid_step(y0, y1, sy))
 
+    def y_name_above(self) -> bool:
+        """ "y" goes above the frame's top-left corner, clear of the top tick label, unless a
+        long title reaches that corner; then it goes just left of the corner (a top tick label
+        there is left out)."""
+        fx0, _, fx1, _ = self._frame_px()
+        if not self.title:
+            return True
+        title_left = (fx0 + fx1) / 2 - label_width_px(self.title, TITLE_FONT_SIZE) / 2
+        return title_left > fx0 - LABEL_GAP_PX + 6
+
     def name_boxes(self) -> tuple[Box, Box]:
-        """Canvas boxes of "x" (right of the frame's bottom end) and "y" (left of its top end)."""
+        """Canvas boxes of "x" (right of the frame's bottom end) and "y" (at its top-left)."""
         fx0, fy0, fx1, fy1 = self._frame_px()
         w_x, h = label_width_px("x", NAME_FONT_SIZE), NAME_FONT_SIZE * FIGURE_DPI / 72 * 1.2
         w_y = label_width_px("y", NAME_FONT_SIZE)
         x_box = (fx1 + LABEL_GAP_PX, fy0, fx1 + LABEL_GAP_PX + w_x, fy0 + h)
-        y_box = (fx0 - LABEL_GAP_PX - w_y, fy1 - h, fx0 - LABEL_GAP_PX, fy1)
+        if self.y_name_above():
+            bottom = fy1 + Y_NAME_RISE_PX
+            y_box = (fx0 - LABEL_GAP_PX - w_y, bottom, fx0 - LABEL_GAP_PX, bottom + h)
+        else:
+            y_box = (fx0 - LABEL_GAP_PX - w_y, fy1 - h, fx0 - LABEL_GAP_PX, fy1)
         return x_box, y_box
 
     def tick_labels(self) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
@@ -256,6 +272,9 @@ class GraphCanvas:
         _, _, bw, bh = self.box
         gap_x = fmt(LABEL_GAP_PX / (bh * _CANVAS_PX))  # as a fraction of the frame
         gap_y = fmt(LABEL_GAP_PX / (bw * _CANVAS_PX))
+        above = self.y_name_above()
+        y_name_at = fmt(1 + Y_NAME_RISE_PX / (bh * _CANVAS_PX)) if above else "1"
+        y_name_va = "bottom" if above else "top"
         values = lambda vs: f"[{', '.join(tick_literal(v) for v in vs)}]"
         # The frame and the axes through the origin (where in view) are one unclipped collection;
         # the grid another: two artists instead of vlines + hlines + axhline + axvline + a patch.
@@ -302,8 +321,8 @@ class GraphCanvas:
             f'    ax.text({fmt(1 + LABEL_GAP_PX / (bw * _CANVAS_PX))}, 0, "x", '
             f"transform=ax.transAxes, fontsize={NAME_FONT_SIZE}, "
             'ha="left", va="bottom")',
-            f'    ax.text(-{gap_y}, 1, "y", transform=ax.transAxes, fontsize={NAME_FONT_SIZE}, '
-            'ha="right", va="top")',
+            f'    ax.text(-{gap_y}, {y_name_at}, "y", transform=ax.transAxes, '
+            f'fontsize={NAME_FONT_SIZE}, ha="right", va="{y_name_va}")',
         ]
         return lines
 
@@ -325,7 +344,9 @@ class GraphCanvas:
             *self._axes_lines(),
         ]
         if self.title:  # y given: a fixed position, no automatic layout pass at draw time
-            lines.append(f"    ax.set_title({self.title!r}, fontsize=11, pad=6, y=1.0)")
+            lines.append(
+                f"    ax.set_title({self.title!r}, fontsize={TITLE_FONT_SIZE}, pad=6, y=1.0)"
+            )
         lines += [*self.body, *_FOOTER]
         return "\n".join(lines)
 
