@@ -25,6 +25,7 @@ Array = jax.Array
 # A finite "minus infinity": a fully masked row (a padding query) then gives a uniform softmax
 # instead of NaNs, and its output is ignored anyway.
 _MASK_VALUE = float(jnp.finfo(jnp.float32).min)
+MAX_QUERY_BLOCKS = 16
 
 
 def logical_param(
@@ -184,6 +185,11 @@ class Attention(nn.Module):
     impl: "xla" (explicit einsum, float32 softmax; the parity reference) or
     "dot_product_attention" (jax.nn.dot_product_attention, which picks a fused cuDNN kernel on
     GPU when shapes and dtypes allow and falls back to XLA elsewhere).
+
+    query_block (xla impl, no KV cache, where the mask is causal in token order): queries run in
+    blocks that attend only to keys up to the block's end, so the all-masked blocks above the
+    diagonal cost neither FLOPs nor [T, S] score memory. At most MAX_QUERY_BLOCKS blocks (larger
+    blocks for long sequences bound the unrolled graph); 0 = one block.
     """
 
     num_heads: int
@@ -195,6 +201,7 @@ class Attention(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.normal(stddev=0.02)
     impl: str = "xla"
+    query_block: int = 0
 
     @nn.compact
     def __call__(
@@ -246,6 +253,8 @@ class Attention(nn.Module):
 
         if self.impl == "dot_product_attention":
             out = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=self.head_dim**-0.5)
+        elif self.impl == "xla" and kv_cache is None:
+            out = self._blocked_causal_attention(q, k, v, mask)
         elif self.impl == "xla":
             out = self._xla_attention(q, k, v, mask)
         else:
@@ -261,6 +270,20 @@ class Attention(nn.Module):
             name="o_proj",
         )(out)
         return out, new_cache
+
+    def _blocked_causal_attention(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
+        """Self-attention over T tokens whose mask is causal in token order (no cache): query
+        block [a, b) needs keys [0, b) only. Same shapes as _xla_attention."""
+        t = q.shape[1]
+        blk = max(self.query_block, -(-t // MAX_QUERY_BLOCKS)) if self.query_block else t
+        if blk >= t:
+            return self._xla_attention(q, k, v, mask)
+        outs = []
+        for a in range(0, t, blk):
+            b = min(a + blk, t)
+            m = mask[:, :, a:b, :b]  # [B|1, 1, b - a, b]
+            outs.append(self._xla_attention(q[:, a:b], k[:, :b], v[:, :b], m))
+        return jnp.concatenate(outs, axis=1)  # [B, T, H, Dh]
 
     def _xla_attention(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
         """q [B, T, H, Dh], k/v [B, S, KV, Dh], mask [B|1, 1, T, S] -> [B, T, H, Dh]."""

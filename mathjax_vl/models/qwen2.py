@@ -95,6 +95,9 @@ class Qwen2Config:
     param_dtype: str = "float32"
     dtype: str = "float32"
     attention_impl: str = "xla"  # "xla" | "dot_product_attention" (fused cuDNN on GPU)
+    # "xla" impl without a KV cache: queries in blocks of this many, each attending only to the
+    # keys up to its own end (causal blocks above the diagonal are never computed). 0 = one block.
+    attention_query_block: int = 128
 
     def __post_init__(self):
         if isinstance(self.eos_token_id, list):  # configs are jit-static: must be hashable
@@ -102,6 +105,10 @@ class Qwen2Config:
         if self.attention_impl not in ("xla", "dot_product_attention"):
             raise ValueError(
                 f"attention_impl {self.attention_impl!r} not in xla, dot_product_attention"
+            )
+        if self.attention_query_block < 0:
+            raise ValueError(
+                f"attention_query_block must be >= 0, got {self.attention_query_block}"
             )
         if self.remat_policy not in REMAT_POLICIES:
             raise ValueError(f"remat_policy {self.remat_policy!r} not in {sorted(REMAT_POLICIES)}")
@@ -245,6 +252,7 @@ class DecoderLayer(nn.Module):
             param_dtype=pdtype,
             kernel_init=init,
             impl=cfg.attention_impl,
+            query_block=cfg.attention_query_block,
             name="self_attn",
         )(h, positions, mask, kv_cache, cache_index)
         x = x + h

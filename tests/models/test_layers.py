@@ -133,3 +133,42 @@ def test_swiglu_dense_embed_match_numpy():
     np.testing.assert_allclose(
         emb.apply(ev, x, method=layers.Embed.attend), x @ table.T, rtol=1e-5, atol=1e-6
     )
+
+
+def test_blocked_causal_attention_matches_numpy_with_padding_and_segments():
+    """Query blocks that skip the keys above the diagonal give the full attention's outputs and
+    gradients (left padding and packed segments included), for block sizes that do and do not
+    divide T, and the block count is capped for long sequences."""
+    b, t, e, heads, kv_heads, d, theta = 2, 21, 16, 4, 2, 8, 10000.0
+    x = _rand(16, b, t, e)
+    pos = jnp.broadcast_to(jnp.arange(t), (b, t))
+    valid = jnp.asarray([[1] * t, [0] * 3 + [1] * (t - 3)])
+    seg = jnp.asarray([[1] * 9 + [2] * 12, [0] * 3 + [1] * (t - 3)])
+    idx = jnp.arange(t)
+    mask = layers.make_attention_mask(idx, idx, valid, seg, seg)
+    full = layers.Attention(heads, kv_heads, d, theta, query_block=0)
+    v = _randomize(jax.jit(full.init)(jax.random.PRNGKey(0), x, pos, mask), 17)
+    ref = _numpy_attention(v["params"], x, pos, np.asarray(mask), heads, kv_heads, d, theta)
+    rows = np.asarray(valid, bool)
+    weights = jnp.asarray(_rand(18, b, t, e)) * valid[:, :, None]  # loss on valid rows only
+
+    def loss_and_grads(module):
+        f = lambda p, x: jnp.sum(module.apply({"params": p}, x, pos, mask)[0] * weights)
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(v["params"], x)
+
+    want, (gp_want, gx_want) = loss_and_grads(full)
+    for blk in (4, 7, 32):
+        blocked = layers.Attention(heads, kv_heads, d, theta, query_block=blk)
+        y, _ = jax.jit(blocked.apply)(v, x, pos, mask)
+        np.testing.assert_allclose(np.asarray(y)[rows], ref[rows], rtol=1e-4, atol=1e-5)
+        got, (gp, gx) = loss_and_grads(blocked)
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        np.testing.assert_allclose(gx, gx_want, rtol=1e-4, atol=1e-5)
+        for a, w in zip(jax.tree.leaves(gp), jax.tree.leaves(gp_want)):
+            np.testing.assert_allclose(a, w, rtol=1e-4, atol=1e-5)
+
+    # 21 tokens with query_block 1 would be 21 blocks: capped at MAX_QUERY_BLOCKS.
+    tiny = layers.Attention(heads, kv_heads, d, theta, query_block=1)
+    jaxpr = str(jax.make_jaxpr(lambda x: tiny.apply(v, x, pos, mask))(x))
+    n_softmax_blocks = jaxpr.count("reduce_max")
+    assert n_softmax_blocks == -(-t // -(-t // layers.MAX_QUERY_BLOCKS))
