@@ -1,13 +1,17 @@
 """Data-engine throughput: figures/s per core through the sandboxed executor vs raw matplotlib.
 
     python benchmarks/datagen.py [--figures 60] [--reps 3] [--pairs 48] [--workers 2]
+                                 [--profile] [--compare-with GIT_REVISION]
 
 For each family, fully labelled figure programs of `--figures` problems are prepared outside the
 timing. Then, alternating in `--reps` rounds so both see the same machine load:
   raw       the same programs exec'd and drawn+PNG-encoded in THIS process, one after another
             (no sandbox, no IPC): the matplotlib draw-and-encode rate of these figures;
   executor  the programs through FigureExecutor with ONE warm worker (one core): time limit,
-            memory limit, audit hook, clip measurement, PNG bytes back over a pipe.
+            memory limit, audit hook, clip measurement, PNG bytes back over a pipe. Its
+            workers also reuse text measurements across figures and keep the warm heap out of
+            the garbage collector (sandbox.py), which plain matplotlib in a loop does not: the
+            executor can beat raw.
 Both are per core. Then the whole engine (problem generation with sympy, answer re-check,
 versions, rendering, image gates, dedup) makes `--pairs` Math-PUMA pairs with `--workers`
 workers, from which the hours for Math-PUMA's 120K automatically generated pairs follow.
@@ -155,6 +159,57 @@ if __name__ == "__main__":
 """
 
 
+def _programs_at_revision(revision: str, names: list[str], count: int) -> dict[str, list[str]]:
+    """The same problems' figure programs as emitted by the package at a git revision (its
+    `mathjax_vl/` exported to a temp dir, generated in a subprocess that imports it)."""
+    import inspect
+    import io
+    import json
+    import subprocess
+    import tarfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    archive = subprocess.run(
+        ["git", "archive", revision, "mathjax_vl"], cwd=repo, capture_output=True, check=True
+    ).stdout
+    with tempfile.TemporaryDirectory() as tree:
+        tarfile.open(fileobj=io.BytesIO(archive)).extractall(tree, filter="data")
+        script = "\n".join(
+            [
+                f"import json, sys\nsys.path.insert(0, {tree!r})",
+                inspect.getsource(_programs),
+                f"print(json.dumps({{n: _programs(n, {count}) for n in {names!r}}}))",
+            ]
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout
+    return json.loads(out)
+
+
+def _compare_with_revision(revision: str, names: list[str], count: int, reps: int) -> None:
+    """Raw (in-process) rate of the figure programs at `revision` vs now, interleaved."""
+    from mathjax_vl.datagen.families import FAMILIES
+
+    before = _programs_at_revision(revision, names, count)
+    print(f"\nRaw matplotlib rate of the same problems' programs at {revision} vs now")
+    print("(in-process, interleaved in the same run, CPU fig/s):\n")
+    print(f"| family | {revision} | now | speed-up |")
+    print("| --- | ---: | ---: | ---: |")
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in names:
+            assert name in FAMILIES, name
+            now = _programs(name, count)
+            _raw_rate(before[name][:3], workdir)
+            _raw_rate(now[:3], workdir)
+            old_rates, new_rates = [], []
+            for _ in range(reps):
+                old_rates.append(_raw_rate(before[name], workdir)[1])
+                new_rates.append(_raw_rate(now, workdir)[1])
+            old, new = sum(old_rates) / reps, sum(new_rates) / reps
+            print(f"| {name} | {old:.1f} | {new:.1f} | {new / old:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--figures", type=int, default=60)
@@ -163,6 +218,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--profile", action="store_true", help="also print where a raw figure's time goes"
+    )
+    parser.add_argument(
+        "--compare-with",
+        metavar="GIT_REVISION",
+        help="also time the families' programs as emitted at this revision against now (raw)",
     )
     args = parser.parse_args()
 
@@ -227,6 +287,9 @@ def main() -> None:
         print(f"| --- | ---: | {' | '.join('---:' for _ in labels)} |")
         for name, ms, shares in profiles:
             print(f"| {name} | {ms:.1f} | {' | '.join(f'{shares[k]:.0%}' for k in labels)} |")
+
+    if args.compare_with:
+        _compare_with_revision(args.compare_with, sorted(FAMILIES), args.figures, args.reps)
 
     config = engine.DatagenConfig(
         recipe="puma_pairs", n=args.pairs, seed=0, workers=args.workers, progress=False
