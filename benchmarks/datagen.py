@@ -4,7 +4,8 @@
                                  [--profile] [--compare-with GIT_REVISION]
 
 For each family, fully labelled figure programs of `--figures` problems are prepared outside the
-timing. Then, alternating in `--reps` rounds so both see the same machine load:
+timing. Then, in `--reps` rounds, each round timing every row (reference figure and families) once
+each way, so raw and executor and all rows see the same machine load:
   raw       the same programs exec'd and drawn+PNG-encoded in THIS process, one after another
             (no sandbox, no IPC): the matplotlib draw-and-encode rate of these figures;
   executor  the programs through FigureExecutor with ONE warm worker (one core): time limit,
@@ -240,40 +241,49 @@ def main() -> None:
         FigureExecutor(SandboxConfig(workers=1)) as executor,
     ):
         executor.run(["x = 1"])  # wait for the worker to be warm
-        for name in ["simple triangle (reference)", *sorted(FAMILIES)]:
+        names = ["simple triangle (reference)", *sorted(FAMILIES)]
+        sets = {}
+        for name in names:
             if name in FAMILIES:
-                programs = _programs(name, args.figures)
+                sets[name] = _programs(name, args.figures)
             else:  # REFERENCE.md's anchor: ~30 simple figures/s per core on this kind of machine
-                programs = [REFERENCE_FIGURE] * args.figures
-            _raw_rate(programs[:3], workdir)  # warm caches (fonts, mathtext) in this process
-            executor.run(programs[:3])
-            raw, raw_cpu, wall, cpu, failures = [], [], [], [], 0
-            for _ in range(args.reps):
-                r_wall, r_cpu = _raw_rate(programs, workdir)
+                sets[name] = [REFERENCE_FIGURE] * args.figures
+            _raw_rate(sets[name][:3], workdir)  # warm caches (fonts, mathtext) in this process
+            executor.run(sets[name][:3])
+        # Every rep times every row (raw, then executor), so all rows share the machine's load.
+        timings = {name: ([], [], [], [], [0]) for name in names}
+        for _ in range(args.reps):
+            for name in names:
+                raw, raw_cpu, wall, cpu, failures = timings[name]
+                r_wall, r_cpu = _raw_rate(sets[name], workdir)
                 raw.append(r_wall)
                 raw_cpu.append(r_cpu)
-                e_wall, e_cpu, failed = _executor_rate(executor, programs)
+                e_wall, e_cpu, failed = _executor_rate(executor, sets[name])
                 wall.append(e_wall)
                 cpu.append(e_cpu)
-                failures += failed
-            mean = lambda xs: sum(xs) / len(xs)
-            rows.append((name, mean(raw), mean(wall), mean(raw_cpu), mean(cpu), failures))
+                failures[0] += failed
+        mean = lambda xs: sum(xs) / len(xs)
+        for name in names:
+            raw, raw_cpu, wall, cpu, failures = timings[name]
+            rows.append((name, mean(raw), mean(wall), mean(raw_cpu), mean(cpu), failures[0]))
             if args.profile:
-                profiles.append((name, *_profile(programs, workdir)))
+                profiles.append((name, *_profile(sets[name], workdir)))
         overhead_ms = _executor_overhead_ms(executor)
+    reference_raw_cpu = rows[0][3]
     print()
     print("Per core. wall = figures per elapsed second of one process (depends on machine load);")
-    print("cpu = figures per CPU second used (executor: worker + parent), load-independent.")
+    print("cpu = figures per CPU second used (executor: worker + parent), less load-dependent;")
+    print("last column: executor cpu rate / the reference figure's raw cpu rate (same run).")
     print()
     print(
         "| figures | raw wall fig/s | executor wall fig/s | raw cpu fig/s | executor cpu fig/s "
-        "| executor / raw (cpu) | failed |"
+        "| executor / raw (cpu) | failed | executor / reference raw |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r_wall, e_wall, r_cpu, e_cpu, failures in rows:
         print(
             f"| {name} | {r_wall:.1f} | {e_wall:.1f} | {r_cpu:.1f} | {e_cpu:.1f} "
-            f"| {e_cpu / r_cpu:.0%} | {failures} |"
+            f"| {e_cpu / r_cpu:.0%} | {failures} | {e_cpu / reference_raw_cpu:.0%} |"
         )
 
     print(
