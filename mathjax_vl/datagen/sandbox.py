@@ -91,8 +91,8 @@ class SandboxConfig:
     autosave_open_figure: bool = True  # no file at sys.argv[1] but a figure open: save it
     clip_tolerance_px: float = 0.5  # text extents may exceed the canvas by this much
     output_tail_chars: int = 2000  # how much of a failing program's stdout/stderr is kept
-    # Reuse plain-text measurements across the figures of a worker (identical numbers, ~0.16 ms
-    # saved per label; see _share_text_metrics_across_figures).
+    # Reuse plain-text measurements across the figures of a worker (identical numbers, one
+    # FreeType shaping saved per label; see _share_text_metrics_across_figures).
     share_text_metrics: bool = True
     # Modules each worker imports before its first program (the "warm" part).
     preload: tuple[str, ...] = ("numpy", "matplotlib", "matplotlib.pyplot", "matplotlib.patches")
@@ -319,7 +319,7 @@ def _share_text_metrics_across_figures() -> None:
 
     matplotlib caches `get_text_width_height_descent` per renderer INSTANCE, and each figure gets
     a new renderer, so every label of every figure is shaped twice by FreeType (measure, then
-    draw): ~0.16 ms per label, 10-17% of a graph with 15 labels. For plain (non-math) text on the
+    draw). For plain (non-math) text on the
     Agg renderer the result depends only on the string, the font properties, the dpi, the font
     files they resolve to and the hinting/kerning settings, so a process-wide cache keyed on
     exactly those returns the numbers a fresh interpreter computes (the image-code reproduction
@@ -365,8 +365,8 @@ def _freeze_heap() -> None:
 
     Why: a figure allocates thousands of container objects, so the cyclic collector runs many
     times per figure, and each older-generation pass walks the whole heap (matplotlib, numpy,
-    sympy: 100K+ objects) that will never be garbage. Frozen, they are skipped (~4% of a figure's
-    time) and, in the zygote, not written to by the collector, so forked workers share the pages.
+    sympy: 100K+ objects) that will never be garbage. Frozen, they are skipped and, in the
+    zygote, not written to by the collector, so forked workers share the pages.
     """
     import gc
 
@@ -377,8 +377,7 @@ def _freeze_heap() -> None:
 @contextlib.contextmanager
 def _restored_rc_params(rc_params: Any) -> Iterator[None]:
     """What `matplotlib.rc_context()` does for a program (its changes to rcParams are undone),
-    with a raw dict snapshot: `RcParams.copy()` re-sets every key one by one (~0.5 ms/program).
-    """
+    with a raw dict snapshot: `RcParams.copy()` re-sets every key one by one."""
     saved = dict.copy(rc_params)
     saved.pop("backend", None)
     try:

@@ -67,8 +67,8 @@ def _header(doc: str, imports: Sequence[str]) -> list[str]:
     ]
 
 
-# zlib level 1 instead of PIL's default 6: a 384 px figure encodes in about half the time for a
-# file ~15% larger (PNG stays lossless; the pixels are identical).
+# zlib level 1 instead of PIL's default 6: faster encoding for a slightly larger file (PNG stays
+# lossless; the pixels are identical).
 _FOOTER = [
     f'    fig.savefig(out_path, dpi={FIGURE_DPI}, metadata={{"Software": None}},',
     '                pil_kwargs={"compress_level": 1})',
@@ -92,7 +92,7 @@ class GeometryCanvas:
         self.texts: list[tuple[float, float, str, float]] = []  # centre x, y, text, fontsize
         self.uses_patches: set[str] = set()
         # Straight strokes grouped by style (linewidth, dashed): one LineCollection per style
-        # instead of one Line2D per segment (a Line2D costs ~0.5 ms to build and draw; a box
+        # instead of one Line2D per segment (each Line2D is an artist to build and draw; a box
         # has 12+ edges). Dots likewise go into one marker-only plot.
         self.strokes: dict[tuple[float, bool], list[list[Point]]] = {}
         self.dots: list[Point] = []
