@@ -148,11 +148,40 @@ print("extents equal:", same, "drawn:", len(drawn))
 """
 
 
-def test_label_extents_are_matplotlibs_window_extents():
+@pytest.fixture(scope="module")
+def single_worker():
+    """One worker (so consecutive programs share it) with the default CPU limit (the first math
+    text of a worker is slow)."""
+    with FigureExecutor(SandboxConfig(workers=1)) as ex:
+        yield ex
+
+
+def test_label_extents_are_matplotlibs_window_extents(single_worker):
     """The clip gate's extents (layout reused from draw) equal `Text.get_window_extent` for
     rotated, boxed, multi-line, math, axes-relative and wrapped labels and tick labels."""
-    with FigureExecutor(SandboxConfig(workers=1)) as executor:  # the first math text is slow
-        result = executor.run([EXTENTS])[0]
+    result = single_worker.run([EXTENTS])[0]
     assert result.ok, (result.error, result.output)
     same, drawn = (int(v) for v in result.output.split(":", 1)[1].split("drawn:"))
     assert same == drawn >= 12  # 7 texts + title + x label + tick labels
+
+
+LITTER = """
+import os
+os.makedirs("sub/deeper")
+open("sub/deeper/junk.txt", "w").write("x")
+open("junk.txt", "w").write("x")
+os.symlink("junk.txt", "link")
+os.chmod("sub", 0o500)  # a directory the cleanup cannot empty: the worker moves to a new one
+"""
+CHECK_EMPTY = "import os\nassert os.listdir('.') == [], os.listdir('.')\n" + GOOD.replace(
+    "def draw", "def _draw"
+).replace("draw(sys.argv[1])", "_draw(sys.argv[1])")
+
+
+def test_every_program_starts_in_an_empty_directory(single_worker):
+    """The worker reuses its working directory, emptied after each program (files, links,
+    subdirectories; one it cannot empty is abandoned for a new one)."""
+    plain = LITTER.replace('os.chmod("sub", 0o500)', "")
+    results = single_worker.run([plain, CHECK_EMPTY, LITTER, CHECK_EMPTY, CHECK_EMPTY])
+    assert [r.error_kind for r in results] == ["no_image", None, "no_image", None, None]
+    assert results[1].png == results[3].png == results[4].png
