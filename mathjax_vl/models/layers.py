@@ -276,26 +276,40 @@ class Attention(nn.Module):
         block [a, b) needs keys [0, b) only. Same shapes as _xla_attention."""
         t = q.shape[1]
         blk = max(self.query_block, -(-t // MAX_QUERY_BLOCKS)) if self.query_block else t
-        if blk >= t:
-            return self._xla_attention(q, k, v, mask)
+        qh, kh, vh = self._head_major(q, k, v)
         outs = []
         for a in range(0, t, blk):
             b = min(a + blk, t)
             m = mask[:, :, a:b, :b]  # [B|1, 1, b - a, b]
-            outs.append(self._xla_attention(q[:, a:b], k[:, :b], v[:, :b], m))
-        return jnp.concatenate(outs, axis=1)  # [B, T, H, Dh]
+            outs.append(self._attend(qh[:, :, :, a:b], kh[:, :, :b], vh[:, :, :b], m))
+        return self._token_major(jnp.concatenate(outs, axis=3))
 
     def _xla_attention(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
         """q [B, T, H, Dh], k/v [B, S, KV, Dh], mask [B|1, 1, T, S] -> [B, T, H, Dh]."""
+        qh, kh, vh = self._head_major(q, k, v)
+        return self._token_major(self._attend(qh, kh, vh, mask))
+
+    def _head_major(self, q: Array, k: Array, v: Array) -> tuple[Array, Array, Array]:
+        """One transpose per layer (not per query block): q -> [B, KV, G, T, Dh] (query head
+        h = kv * G + g, HF's repeat_kv grouping), k/v -> [B, KV, S, Dh]."""
         b, t = q.shape[:2]
         groups = self.num_heads // self.num_kv_heads
-        q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)  # [B, T, KV, G, Dh]
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, k).astype(jnp.float32)
+        qh = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim).transpose(0, 2, 3, 1, 4)
+        return qh, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+
+    def _token_major(self, out: Array) -> Array:
+        """[B, KV, G, T, Dh] -> [B, T, H, Dh]."""
+        b, _, _, t, _ = out.shape
+        return out.transpose(0, 3, 1, 2, 4).reshape(b, t, self.num_heads, self.head_dim)
+
+    def _attend(self, qh: Array, kh: Array, vh: Array, mask: Array) -> Array:
+        """qh [B, KV, G, T, Dh], kh/vh [B, KV, S, Dh], mask [B|1, 1, T, S] -> [B, KV, G, T, Dh];
+        float32 scores and softmax."""
+        scores = jnp.einsum("bkgtd,bksd->bkgts", qh, kh).astype(jnp.float32)
         scores = scores * (self.head_dim**-0.5)
         scores = jnp.where(mask[:, :, None], scores, _MASK_VALUE)  # mask [B, 1, 1, T, S]
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-        return out.reshape(b, t, self.num_heads, self.head_dim)
+        return jnp.einsum("bkgts,bksd->bkgtd", probs, vh)
 
 
 class SwiGLU(nn.Module):
