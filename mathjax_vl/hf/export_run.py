@@ -1,0 +1,176 @@
+"""Export a training run (trainer checkpoints + its stage config) to a Hugging Face directory.
+
+The trainer saves the train state only ({step, trainable, frozen, opt_state} under
+RUN_DIR/checkpoints/<step>/state), not the architecture, so the stage config is needed too: the
+file given (`configs/x.py[:arg]` plus the run's `--config.*` overrides) or, by default,
+RUN_DIR/config.py, which `mathjax-vl demo` writes beside every stage's checkpoints. The model
+tree is trainable + frozen (the optimizer state is never read) and is written by
+`hf.registry.save_hf` for the config's model kind: qwen2 -> Qwen2ForCausalLM,
+vlm -> LlavaForConditionalGeneration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+# config.model.kind -> hf.registry kind. The dual encoder (MAVIS CLIP-Math) is not listed: its
+# tree carries a SigLIP-style logit bias under a wrapper module that CLIPModel has no slot for.
+RUN_KINDS = {"qwen2": "qwen2", "vlm": "llava"}
+RUN_CONFIG_FILE = "config.py"
+
+
+class RunExportError(ValueError):
+    """Bad run dir / step / config; the message names the directory, step or kind."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunParams:
+    """One restored checkpoint: registry kind, model config dataclass, params tree, provenance."""
+
+    kind: str
+    config: Any
+    params: Any
+    step: int
+    checkpoint_dir: str
+    train_config: str
+    tokenizer_dir: str | None  # the stage config's data.tokenizer_dir, if it names one
+
+
+def resolve_train_config(run_dir: str, train_config: str | None) -> str:
+    """The stage config to read: the one given, else RUN_DIR/config.py (written by the demo)."""
+    if train_config:
+        return train_config
+    candidate = os.path.join(run_dir, RUN_CONFIG_FILE)
+    if os.path.isfile(candidate):
+        return candidate
+    raise RunExportError(
+        f"{run_dir}: no {RUN_CONFIG_FILE} in the run dir, and the trainer's checkpoints store no "
+        "model config; pass the stage's config with --train-config configs/x.py (and the run's "
+        "--config.* overrides with --train-override KEY=VALUE)"
+    )
+
+
+def complete_steps(checkpoint_dir: str) -> list[int]:
+    """Steps whose checkpoint has its manifest and every listed file (the trainer's rule)."""
+    from mathjax_vl.train.checkpointing import Checkpointer
+
+    manager = Checkpointer(checkpoint_dir, interval=0, keep=0, async_save=False)
+    try:
+        return [s for s in manager.all_steps() if manager.incomplete_reason(s) is None]
+    finally:
+        manager.manager.close()
+
+
+def _model_for(kind: str, model_config: Any) -> tuple[Any, Any]:
+    """(model config dataclass, flax module) for a run's config.model."""
+    if kind == "vlm":
+        from mathjax_vl.models.vlm import VLM
+        from mathjax_vl.train.tasks.vlm_common import vlm_config
+
+        cfg = vlm_config(model_config)
+        return cfg, VLM(cfg)
+    from mathjax_vl.models.qwen2 import Qwen2
+    from mathjax_vl.train.tasks.common import qwen2_config
+
+    cfg = qwen2_config(model_config.decoder)
+    return cfg, Qwen2(cfg)
+
+
+def _abstract_params(kind: str, cfg: Any, module: Any) -> dict[str, Any]:
+    """Flat {path: ShapeDtypeStruct} of the params training creates (the VLM: with an image)."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    from flax import traverse_util
+
+    def init():
+        ids = jnp.zeros((1, 4), jnp.int32)
+        if kind == "vlm":
+            v = cfg.vision
+            pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
+            return module.init(jax.random.key(0), ids, pixel_values=pixels)
+        return module.init(jax.random.key(0), ids)
+
+    abstract = jax.eval_shape(lambda: nn.meta.unbox(init()))["params"]
+    return traverse_util.flatten_dict(abstract, sep="/")
+
+
+def load_run(
+    run_dir: str,
+    train_config: str | None = None,
+    overrides: Sequence[str] = (),
+    step: int | None = None,
+) -> RunParams:
+    """Restores the newest complete checkpoint of a run (or `step`) as a model params tree."""
+    import jax
+    import numpy as np
+    from flax import traverse_util
+
+    from mathjax_vl.eval.loading import _checkpoint_dir, _restore_train_params
+    from mathjax_vl.train.config_loader import load_config
+
+    if not os.path.isdir(run_dir):
+        raise RunExportError(f"training run dir {run_dir} does not exist")
+    spec = resolve_train_config(run_dir, train_config)
+    try:
+        config = load_config(spec, list(overrides))
+    except (FileNotFoundError, AttributeError, KeyError, TypeError, ValueError) as err:
+        raise RunExportError(f"stage config {spec}: {err}") from err
+    model_kind = config.model.get("kind", "qwen2")
+    if model_kind not in RUN_KINDS:
+        raise RunExportError(
+            f"{spec}: model.kind {model_kind!r} cannot be exported to Hugging Face; supported "
+            f"kinds: {sorted(RUN_KINDS)} ({', '.join(f'{k} -> {v}' for k, v in RUN_KINDS.items())})"
+        )
+    ckpt_dir = _checkpoint_dir(run_dir)
+    if ckpt_dir is None:
+        raise RunExportError(
+            f"{run_dir}: no checkpoints/<step>/ directories (expected a `mathjax-vl train "
+            "--workdir` dir or its checkpoints/ dir)"
+        )
+    steps = complete_steps(ckpt_dir)
+    if not steps:
+        raise RunExportError(f"{ckpt_dir}: no complete checkpoint (none has its manifest)")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise RunExportError(f"{ckpt_dir}: no complete checkpoint for step {step}; have {steps}")
+    cfg, module = _model_for(model_kind, config.model)
+    flat = _restore_train_params(ckpt_dir, step, _abstract_params(model_kind, cfg, module))
+    params = traverse_util.unflatten_dict(jax.tree.map(np.asarray, flat), sep="/")
+    tok = config.get("data", {}).get("tokenizer_dir") or None
+    return RunParams(RUN_KINDS[model_kind], cfg, params, step, ckpt_dir, spec, tok)
+
+
+def export_run(
+    run_dir: str,
+    out: str,
+    *,
+    train_config: str | None = None,
+    overrides: Sequence[str] = (),
+    step: int | None = None,
+    tokenizer_dir: str | None = None,
+    dtype: str | None = None,
+) -> tuple[RunParams, list[str]]:
+    """load_run + registry.save_hf; tokenizer files come from `tokenizer_dir`, else from the
+    config's data.tokenizer_dir when that exists. Returns the run params and the files written."""
+    import jax
+    import numpy as np
+
+    from mathjax_vl.hf import registry
+    from mathjax_vl.models.precision import to_dtype
+
+    run = load_run(run_dir, train_config, overrides, step)
+    tok = tokenizer_dir
+    if tok is not None and not os.path.isdir(tok):
+        raise RunExportError(f"tokenizer dir {tok}: not a directory")
+    if tok is None and run.tokenizer_dir and os.path.isdir(run.tokenizer_dir):
+        tok = run.tokenizer_dir
+    params = run.params
+    if dtype is not None:
+        params = jax.tree.map(lambda w: np.asarray(w).astype(to_dtype(dtype)), params)
+    files = registry.save_hf(run.kind, run.config, params, out, tokenizer_dir=tok)
+    return run, files

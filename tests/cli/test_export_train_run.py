@@ -1,0 +1,217 @@
+"""CLI: `export-hf --train-dir RUN` exports a tiny training run; transformers loads it and its
+logits match our model's on the params the trainer ended with; bad input exits 2 with a reason."""
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from safetensors.numpy import load_file  # noqa: E402
+
+from mathjax_vl.cli.main import main  # noqa: E402
+from mathjax_vl.train.config_loader import load_config  # noqa: E402
+from mathjax_vl.train.trainer import Trainer  # noqa: E402
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+TEXT_CONFIG = str(CONFIGS / "tiny_text_sft.py")
+VLM_CONFIG = str(CONFIGS / "tiny_multimodal_sft.py")
+# 2 steps, a checkpoint after each; no override here changes the architecture
+TRAIN = [
+    "--config.mesh.num_devices=1",
+    "--config.checkpoint.async_save=False",
+    "--config.checkpoint.interval=1",
+    "--config.train.num_steps=2",
+    "--config.train.global_batch_size=2",
+    "--config.metrics.tensorboard=False",
+]
+VLM_TRAIN = ["--config.data.max_images=1", "--config.loss.impl=naive", "--config.data.seq_len=32"]
+
+
+def _train(config_file, workdir, extra=()):
+    config = load_config(config_file, [*TRAIN, *extra])
+    result = Trainer(config, workdir).run()
+    assert result["step"] == 2 and result["status"] == "completed"
+    return config, jax.device_get(result["state"].params())
+
+
+def _tokenizer(path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, "x": 1, "=": 2, "7": 3}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    os.makedirs(path, exist_ok=True)
+    tok.save(os.path.join(path, "tokenizer.json"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("text_run")
+    config, params = _train(TEXT_CONFIG, workdir)
+    return str(workdir), config, params
+
+
+@pytest.fixture(scope="module")
+def vlm_run(tmp_path_factory):
+    """One image per row, the naive loss and 32 tokens (the fused loss compiles ~2x slower; the
+    architecture is the config's); the run dir holds the demo's config.py."""
+    from mathjax_vl.recipes.demo_stages import write_config_file
+
+    workdir = tmp_path_factory.mktemp("vlm_run")
+    config, params = _train(VLM_CONFIG, workdir, VLM_TRAIN)
+    write_config_file(config, str(workdir), "tiny_multimodal_sft")
+    return str(workdir), config, params
+
+
+def _qwen2_logits(config, params, ids):
+    from mathjax_vl.models.qwen2 import Qwen2
+    from mathjax_vl.train.tasks.common import qwen2_config
+
+    model = Qwen2(qwen2_config(config.model.decoder))
+    forward = jax.jit(lambda p, i: model.apply({"params": p}, i).logits)
+    return np.asarray(forward(params, jnp.asarray(ids)))
+
+
+def test_text_run_exports_to_qwen2_with_matching_logits(text_run, tmp_path, capsys):
+    workdir, config, params = text_run
+    out, tok = str(tmp_path / "hf"), _tokenizer(str(tmp_path / "tok"))
+    code = main(
+        [
+            "export-hf",
+            "--train-dir",
+            workdir,
+            "--out",
+            out,
+            "--train-config",
+            TEXT_CONFIG,
+            "--train-override",
+            "train.num_steps=2",
+            "--tokenizer",
+            tok,
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert "step 2" in capsys.readouterr().out
+    assert os.path.exists(os.path.join(out, "tokenizer.json"))
+    model, info = transformers.AutoModelForCausalLM.from_pretrained(
+        out, torch_dtype=torch.float32, output_loading_info=True
+    )
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = np.random.RandomState(0).randint(0, config.model.decoder.vocab_size, (2, 9))
+    with torch.no_grad():
+        ref = model.eval()(input_ids=torch.tensor(ids)).logits.numpy()
+    ours = _qwen2_logits(config, params, ids)
+    assert ours.shape == ref.shape == (2, 9, config.model.decoder.vocab_size)
+    assert np.abs(ours - ref).max() <= 1e-4
+    assert np.abs(ref).max() > 1e-3  # a real forward, not zeros
+
+
+def test_step_selects_the_checkpoint(text_run, tmp_path, capsys):
+    """--step 1 exports the step-1 weights: they differ from step 2's (one Adam step at lr 1e-3
+    moves every trained tensor) and are what the checkpoint holds."""
+    workdir, _, params = text_run
+    out1, out2 = str(tmp_path / "s1"), str(tmp_path / "s2")
+    common = ["--train-config", TEXT_CONFIG]
+    assert main(["export-hf", "--train-dir", workdir, "--out", out1, "--step", "1", *common]) == 0
+    assert main(["export-hf", "--train-dir", workdir, "--out", out2, *common]) == 0
+    s1 = load_file(os.path.join(out1, "model.safetensors"))
+    s2 = load_file(os.path.join(out2, "model.safetensors"))
+    assert sorted(s1) == sorted(s2)
+    emb = "model.embed_tokens.weight"
+    np.testing.assert_array_equal(s2[emb], np.asarray(params["embed_tokens"]["embedding"]))
+    assert not np.array_equal(s1[emb], s2[emb])
+    assert json.load(open(os.path.join(out1, "config.json")))["architectures"] == [
+        "Qwen2ForCausalLM"
+    ]
+
+
+def test_vlm_run_exports_to_llava_with_matching_logits(vlm_run, tmp_path, capsys):
+    from mathjax_vl.models.vlm import VLM
+    from mathjax_vl.train.tasks.vlm_common import vlm_config
+
+    workdir, config, params = vlm_run
+    out = str(tmp_path / "llava")
+    # no --train-config: RUN_DIR/config.py (the demo's convention) is read
+    assert main(["export-hf", "--train-dir", workdir, "--out", out]) == 0, capsys.readouterr().err
+    model, info = transformers.LlavaForConditionalGeneration.from_pretrained(
+        out, torch_dtype=torch.float32, output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    cfg = vlm_config(config.model)
+    rng = np.random.RandomState(1)
+    seq = cfg.image_seq_length  # 15: 16 patches, the first dropped ("default" strategy)
+    ids = rng.randint(0, cfg.image_token_id, (1, seq + 6))
+    ids[0, 2 : 2 + seq] = cfg.image_token_id
+    pixels = rng.randn(1, 16, 16, 3).astype(np.float32)  # NHWC
+    with torch.no_grad():
+        ref = model.eval()(
+            input_ids=torch.tensor(ids), pixel_values=torch.tensor(pixels.transpose(0, 3, 1, 2))
+        ).logits.numpy()
+    forward = jax.jit(lambda p, i, x: VLM(cfg).apply({"params": p}, i, x).logits)
+    ours = np.asarray(forward(params, jnp.asarray(ids), jnp.asarray(pixels)))
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() <= 1e-4
+    # the image changes the logits, so the vision tower and projector were exported too
+    with torch.no_grad():
+        other = model(
+            input_ids=torch.tensor(ids), pixel_values=torch.tensor(-pixels.transpose(0, 3, 1, 2))
+        ).logits.numpy()
+    assert np.abs(other - ref).max() > 1e-4
+
+
+def _fails(argv, capsys, *needles):
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def test_bad_input_exits_2_with_the_reason(text_run, tmp_path, capsys):
+    workdir = text_run[0]
+    out = str(tmp_path / "out")
+    cfg = ["--train-config", TEXT_CONFIG]
+    # the two forms are exclusive; the run form needs --out; run flags need --train-dir
+    _fails(["export-hf", "ckpt", "--train-dir", workdir, "--out", out], capsys, "not both")
+    _fails(["export-hf", "--train-dir", workdir, *cfg], capsys, "--out OUT_DIR")
+    _fails(["export-hf", "ckpt", out, "--step", "1"], capsys, "--step", "--train-dir")
+    _fails(["export-hf"], capsys, "--train-dir RUN_DIR")
+    # unknown step: names the step and the ones there are
+    _fails(["export-hf", "--train-dir", workdir, "--out", out, "--step", "7", *cfg], capsys,
+           "step 7", "[1, 2]")  # fmt: skip
+    # a dir without checkpoints, and a missing dir
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _fails(["export-hf", "--train-dir", str(empty), "--out", out, *cfg], capsys, str(empty),
+           "checkpoints/<step>/")  # fmt: skip
+    _fails(["export-hf", "--train-dir", str(tmp_path / "nope"), "--out", out, *cfg], capsys,
+           "nope", "does not exist")  # fmt: skip
+    # a run dir without config.py and no --train-config
+    _fails(["export-hf", "--train-dir", workdir, "--out", out], capsys, "--train-config",
+           "config.py")  # fmt: skip
+    # a model kind the exporter does not handle (the siglip-loss dual encoder)
+    _fails(["export-hf", "--train-dir", workdir, "--out", out, "--train-config",
+            str(CONFIGS / "tiny_contrastive.py")], capsys, "dual_encoder")  # fmt: skip
+    # a config whose architecture is not the run's: the missing parameters are named
+    _fails(["export-hf", "--train-dir", workdir, "--out", out, "--train-config", VLM_CONFIG],
+           capsys, "lacks parameters", "language_model/")  # fmt: skip
+    # a bad override names the key
+    _fails(["export-hf", "--train-dir", workdir, "--out", out, *cfg, "--train-override",
+            "model.nope=1"], capsys, "model.nope")  # fmt: skip
+    assert not os.path.exists(out)  # nothing written on failure
+    # a non-empty output dir is refused
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    _fails(["export-hf", "--train-dir", workdir, "--out", str(tmp_path / "full"), *cfg], capsys,
+           "not empty")  # fmt: skip
