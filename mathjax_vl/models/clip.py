@@ -45,6 +45,7 @@ class CLIPVisionConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat_policy: str = "none"
+    scan_unroll: int = 1  # layers per scan iteration; num_layers = a straight-line encoder
 
     model_type = "clip_vision_model"
 
@@ -106,6 +107,7 @@ class CLIPTextConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat_policy: str = "none"
+    scan_unroll: int = 1  # layers per scan iteration; num_layers = a straight-line encoder
 
     @property
     def head_dim(self) -> int:
@@ -215,6 +217,7 @@ class CLIPVisionModel(nn.Module):
             act=cfg.hidden_act,
             eps=cfg.layer_norm_eps,
             remat=cfg.remat_policy,
+            scan_unroll=cfg.scan_unroll,
             seq_axis=ax.PATCH,
             name="encoder",
             **kw,
@@ -281,6 +284,7 @@ class CLIPTextModel(nn.Module):
             act=cfg.hidden_act,
             eps=cfg.layer_norm_eps,
             remat=cfg.remat_policy,
+            scan_unroll=cfg.scan_unroll,
             seq_axis=ax.LENGTH,
             name="encoder",
             **kw,

@@ -91,6 +91,7 @@ class Qwen2Config:
     pad_token_id: int | None = None
     # Our knobs (not part of the HF config).
     scan_layers: bool = True
+    scan_unroll: int = 1  # with scan_layers: layers per loop iteration (same param layout)
     remat_policy: str = "none"
     param_dtype: str = "float32"
     dtype: str = "float32"
@@ -284,6 +285,7 @@ class Qwen2(nn.Module):
                 split_rngs={"params": True},
                 in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
                 length=cfg.num_hidden_layers,
+                unroll=min(max(cfg.scan_unroll, 1), cfg.num_hidden_layers),
                 metadata_params={nn.PARTITION_NAME: ax.LAYERS},
             )(cfg)
         else:

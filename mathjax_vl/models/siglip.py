@@ -50,6 +50,7 @@ class SiglipVisionConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat_policy: str = "none"
+    scan_unroll: int = 1  # layers per scan iteration; num_layers = a straight-line encoder
 
     model_type = "siglip_vision_model"
 
@@ -175,6 +176,7 @@ class SiglipVisionModel(nn.Module):
             act=cfg.hidden_act,
             eps=cfg.layer_norm_eps,
             remat=cfg.remat_policy,
+            scan_unroll=cfg.scan_unroll,
             seq_axis=ax.PATCH,
             name="encoder",
             **kw,
@@ -205,6 +207,7 @@ class SiglipTextConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat_policy: str = "none"
+    scan_unroll: int = 1  # layers per scan iteration; num_layers = a straight-line encoder
 
     @property
     def head_dim(self) -> int:
@@ -309,6 +312,7 @@ class SiglipTextModel(nn.Module):
             act=cfg.hidden_act,
             eps=cfg.layer_norm_eps,
             remat=cfg.remat_policy,
+            scan_unroll=cfg.scan_unroll,
             seq_axis=ax.LENGTH,
             name="encoder",
             **kw,

@@ -209,6 +209,7 @@ class Encoder(nn.Module):
     act: str
     eps: float
     remat: str = "none"
+    scan_unroll: int = 1  # XLA unrolls this many layers per loop iteration (same param layout)
     seq_axis: str = ax.PATCH
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
@@ -232,6 +233,7 @@ class Encoder(nn.Module):
             split_rngs={"params": True},
             in_axes=(0, nn.broadcast),
             length=self.num_layers,
+            unroll=min(max(self.scan_unroll, 1), self.num_layers),
             metadata_params={nn.PARTITION_NAME: ax.LAYERS},
         )
         layers = scanned(

@@ -167,6 +167,10 @@ def test_scan_and_loop_and_remat_agree(one):
     loop_cfg = dataclasses.replace(cfg, scan_layers=False)
     out = _jit_apply(loop_cfg)(loop_params, ids).logits
     np.testing.assert_allclose(out, ref, atol=1e-5)
+    # an unrolled scan keeps the stacked parameter layout and the values
+    unroll_cfg = dataclasses.replace(cfg, scan_unroll=cfg.num_hidden_layers)
+    out = _jit_apply(unroll_cfg)(params, ids).logits
+    np.testing.assert_allclose(out, ref, atol=1e-5)
 
     def grad_fn(c):
         loss = lambda p: jnp.sum(Qwen2(c).apply({"params": p}, ids).logits ** 2)

@@ -66,13 +66,15 @@ def test_remat_and_logical_axes(hf_siglip):
     _, d = hf_siglip
     cfg, params = _import(d)
     x = jnp.asarray(np.random.RandomState(2).randn(1, 26, 26, 3), jnp.float32)
-    remat = SiglipVisionModel(dataclasses.replace(cfg, remat_policy="full"))
     loss = lambda p, m: jnp.sum(m.apply({"params": p}, x, use_head=False).last_hidden_state ** 2)
     v0, g0 = jax.jit(jax.value_and_grad(lambda p: loss(p, SiglipVisionModel(cfg))))(params)
-    v1, g1 = jax.jit(jax.value_and_grad(lambda p: loss(p, remat)))(params)
-    np.testing.assert_allclose(v0, v1, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    # full remat, and a fully unrolled layer scan (same stacked params), change nothing
+    for knob in ({"remat_policy": "full"}, {"scan_unroll": cfg.num_layers}):
+        other = SiglipVisionModel(dataclasses.replace(cfg, **knob))
+        v1, g1 = jax.jit(jax.value_and_grad(lambda p, m=other: loss(p, m)))(params)
+        np.testing.assert_allclose(v0, v1, rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
     # every parameter carries logical axis names; stacked layers lead with "layers"
     boxed = jax.eval_shape(lambda: SiglipVisionModel(cfg).init(jax.random.PRNGKey(0), x))["params"]
     specs = jax.tree.leaves(
