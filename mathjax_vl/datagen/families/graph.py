@@ -227,7 +227,7 @@ class GraphCanvas:
         if not self.title:
             return True
         title_left = (fx0 + fx1) / 2 - label_width_px(self.title, TITLE_FONT_SIZE) / 2
-        return title_left > fx0 - LABEL_GAP_PX + 6
+        return title_left > fx0 - LABEL_GAP_PX + 10
 
     def name_boxes(self) -> tuple[Box, Box]:
         """Canvas boxes of "x" (right of the frame's bottom end) and "y" (at its top-left)."""
