@@ -4,6 +4,7 @@
     python benchmarks/train_throughput.py            # REFERENCE.md section 5 config (~9.6M params)
     python benchmarks/train_throughput.py --quick    # tiny shapes, seconds
     python benchmarks/train_throughput.py --profile  # + where each side's step time goes
+    python benchmarks/train_throughput.py --ablate   # our step with this config's speed knobs off
 
 Prints tokens/s and step time of both, model FLOPs per token (analytic, fwd + bwd = 3x forward),
 the float32 matmul rate measured in the same run (JAX and torch) and each side's MFU against it.
@@ -204,6 +205,46 @@ def bench_ours(s: dict, batch: dict, config=None, **kw) -> dict:
     }
 
 
+# Our step with the speed knobs switched on one at a time (cumulative), from all off.
+ABLATION = (
+    ("all knobs off", {"loss.token_block": 1024, "loss.skip_inactive": False,
+                       "model.decoder.attention_query_block": 0,
+                       "model.decoder.scan_unroll": 1, "model.vision.scan_unroll": 1}),
+    ("+ loss.skip_inactive", {"model.decoder.attention_query_block": 0,
+                              "model.decoder.scan_unroll": 1, "model.vision.scan_unroll": 1}),
+    ("+ attention_query_block 128", {"model.decoder.scan_unroll": 1,
+                                     "model.vision.scan_unroll": 1}),
+    ("+ scan_unroll (benchmark config)", {}),
+)  # fmt: skip
+
+
+def ablate(s: dict, batch: dict) -> None:
+    """Interleaved steps of each ABLATION variant of our config; prints the median step."""
+    runs = []
+    for name, overrides in ABLATION:
+        config = ours_config(s)
+        for key, value in overrides.items():
+            *path, last = key.split(".")
+            node = config
+            for part in path:
+                node = node[part]
+            node[last] = value
+        runs.append((name, bench_ours(s, batch, config=config)["step"], []))
+    for _, step, _ in runs:
+        for _ in range(s["warmup"]):
+            step()
+    for _ in range(s["steps"] + 2):
+        for _, step, times in runs:
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
+    base = None
+    for name, _, times in runs:
+        med = sorted(times)[len(times) // 2]
+        base = base or med
+        print(f"{name:34s} median {med:.3f} s  best {min(times):.3f} s  {base / med:.2f}x")
+
+
 def _hlo_dot_ops(hlo: str) -> set[str]:
     """Names of the instructions of an optimized HLO module that run a matmul: plain dots and
     fusions (XNNPACK/YNNPACK/oneDNN or loop) whose fused computation contains a dot."""
@@ -278,12 +319,16 @@ def main() -> int:
     ap.add_argument("--loss-impl", default="fused", choices=["fused", "naive"])
     ap.add_argument("--vocab-block", type=int, default=0, help="fused CE vocab block; 0 = all")
     ap.add_argument("--profile", action="store_true", help="print each side's op-time split")
+    ap.add_argument("--ablate", action="store_true", help="only our step, speed knobs off/on")
     args = ap.parse_args()
     s = QUICK if args.quick else FULL
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     batch = make_batch(s)
+    if args.ablate:
+        ablate(s, batch)
+        return 0
     tokens = s["batch"] * s["seq"]
     out = {"shapes": s, "tokens_per_step": tokens}
     out["matmul_flops_jax"] = matmul_rate_jax()
