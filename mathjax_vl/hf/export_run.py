@@ -6,7 +6,9 @@ file given (`configs/x.py[:arg]` plus the run's `--config.*` overrides) or, by d
 RUN_DIR/config.py, which `mathjax-vl demo` writes beside every stage's checkpoints. The model
 tree is trainable + frozen (the optimizer state is never read) and is written by
 `hf.registry.save_hf` for the config's model kind: qwen2 -> Qwen2ForCausalLM,
-vlm -> LlavaForConditionalGeneration.
+vlm -> LlavaForConditionalGeneration, dual_encoder (MAVIS CLIP-Math with the CLIP loss) ->
+CLIPModel. A dual encoder trained with the sigmoid loss is refused: its learned logit bias has no
+slot in CLIPModel, and dropping it would change what the exported model computes.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-# config.model.kind -> hf.registry kind. The dual encoder (MAVIS CLIP-Math) is not listed: its
-# tree carries a SigLIP-style logit bias under a wrapper module that CLIPModel has no slot for.
-RUN_KINDS = {"qwen2": "qwen2", "vlm": "llava"}
+# config.model.kind -> hf.registry kind
+RUN_KINDS = {"qwen2": "qwen2", "vlm": "llava", "dual_encoder": "clip"}
+# the contrastive task wraps the CLIP dual encoder in a module of this name (tasks.contrastive)
+DUAL_ENCODER_SCOPE = "clip"
 RUN_CONFIG_FILE = "config.py"
 
 
@@ -64,18 +67,23 @@ def complete_steps(checkpoint_dir: str) -> list[int]:
         manager.manager.close()
 
 
-def _model_for(kind: str, model_config: Any) -> tuple[Any, Any]:
-    """(model config dataclass, flax module) for a run's config.model."""
+def _model_for(kind: str, config: Any) -> tuple[Any, Any]:
+    """(model config dataclass, flax module whose params the trainer's state holds)."""
     if kind == "vlm":
         from mathjax_vl.models.vlm import VLM
         from mathjax_vl.train.tasks.vlm_common import vlm_config
 
-        cfg = vlm_config(model_config)
+        cfg = vlm_config(config.model)
         return cfg, VLM(cfg)
+    if kind == "dual_encoder":
+        from mathjax_vl.train.tasks.contrastive import Contrastive
+
+        task = Contrastive(config)
+        return task.clip_cfg, task.model
     from mathjax_vl.models.qwen2 import Qwen2
     from mathjax_vl.train.tasks.common import qwen2_config
 
-    cfg = qwen2_config(model_config.decoder)
+    cfg = qwen2_config(config.model.decoder)
     return cfg, Qwen2(cfg)
 
 
@@ -88,11 +96,14 @@ def _abstract_params(kind: str, cfg: Any, module: Any) -> dict[str, Any]:
 
     def init():
         ids = jnp.zeros((1, 4), jnp.int32)
-        if kind == "vlm":
+        key = jax.random.key(0)
+        if kind in ("vlm", "dual_encoder"):
             v = cfg.vision
             pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
-            return module.init(jax.random.key(0), ids, pixel_values=pixels)
-        return module.init(jax.random.key(0), ids)
+            if kind == "dual_encoder":
+                return module.init(key, pixels, ids, jnp.ones_like(ids))
+            return module.init(key, ids, pixel_values=pixels)
+        return module.init(key, ids)
 
     abstract = jax.eval_shape(lambda: nn.meta.unbox(init()))["params"]
     return traverse_util.flatten_dict(abstract, sep="/")
@@ -125,6 +136,12 @@ def load_run(
             f"{spec}: model.kind {model_kind!r} cannot be exported to Hugging Face; supported "
             f"kinds: {sorted(RUN_KINDS)} ({', '.join(f'{k} -> {v}' for k, v in RUN_KINDS.items())})"
         )
+    if model_kind == "dual_encoder" and config.loss.get("contrastive", "clip") != "clip":
+        raise RunExportError(
+            f"{spec}: model.kind 'dual_encoder' trained with loss.contrastive "
+            f"{config.loss.contrastive!r} cannot be exported: its learned logit_bias has no "
+            "slot in CLIPModel (only the CLIP loss's dual encoder exports, as CLIPModel)"
+        )
     ckpt_dir = _checkpoint_dir(run_dir)
     if ckpt_dir is None:
         raise RunExportError(
@@ -138,9 +155,11 @@ def load_run(
         step = steps[-1]
     elif step not in steps:
         raise RunExportError(f"{ckpt_dir}: no complete checkpoint for step {step}; have {steps}")
-    cfg, module = _model_for(model_kind, config.model)
+    cfg, module = _model_for(model_kind, config)
     flat = _restore_train_params(ckpt_dir, step, _abstract_params(model_kind, cfg, module))
     params = traverse_util.unflatten_dict(jax.tree.map(np.asarray, flat), sep="/")
+    if model_kind == "dual_encoder":
+        params = params[DUAL_ENCODER_SCOPE]
     tok = config.get("data", {}).get("tokenizer_dir") or None
     return RunParams(RUN_KINDS[model_kind], cfg, params, step, ckpt_dir, spec, tok)
 

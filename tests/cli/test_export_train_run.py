@@ -3,6 +3,7 @@ logits match our model's on the params the trainer ended with; bad input exits 2
 
 import json
 import os
+import types
 from pathlib import Path
 
 import jax
@@ -168,6 +169,64 @@ def test_vlm_run_exports_to_llava_with_matching_logits(vlm_run, tmp_path, capsys
     assert np.abs(other - ref).max() > 1e-4
 
 
+def test_dual_encoder_run_exports_to_clip(tmp_path, capsys):
+    """A checkpoint in the trainer's layout (Checkpointer, trainable/frozen split, optimizer
+    state) for the CLIP-loss contrastive task, written directly (a third tiny training would
+    double this file's time): exported as CLIPModel with matching embeddings and logits."""
+    import flax.linen as nn
+    from flax import traverse_util
+
+    from mathjax_vl.models.clip import CLIPDualEncoder
+    from mathjax_vl.train.checkpointing import Checkpointer
+    from mathjax_vl.train.tasks.contrastive import Contrastive
+
+    config_file = str(CONFIGS / "tiny_contrastive.py")
+    task = Contrastive(load_config(config_file))
+    cfg = task.clip_cfg
+    v = cfg.vision
+    pixels = np.random.RandomState(2).randn(3, v.image_size, v.image_size, 3).astype(np.float32)
+    ids = np.random.RandomState(3).randint(0, 200, (2, 7))
+    ids[:, -1] = cfg.text.eos_token_id  # CLIP pools the text at its end-of-text token
+    shapes = jax.eval_shape(
+        lambda: nn.meta.unbox(task.model.init(jax.random.key(5), pixels, ids, ids > 0))
+    )["params"]
+    rng = np.random.default_rng(5)  # random values (no init compile); every tensor distinct
+    params = jax.tree.map(lambda a: (0.2 * rng.standard_normal(a.shape)).astype(a.dtype), shapes)
+    flat = traverse_util.flatten_dict(params, sep="/")
+    frozen = traverse_util.unflatten_dict(
+        {k: w for k, w in flat.items() if "/vision_model/" in k}, sep="/"
+    )
+    trainable = traverse_util.unflatten_dict(
+        {k: w for k, w in flat.items() if "/vision_model/" not in k}, sep="/"
+    )
+    state = types.SimpleNamespace(
+        step=np.int32(4), trainable=trainable, frozen=frozen, opt_state={"count": np.int32(4)}
+    )
+    run = tmp_path / "run"
+    ckpt = Checkpointer(run / "checkpoints", interval=1, keep=1, async_save=False)
+    ckpt.save(4, state, {"position": 0}, {"step": 4})
+    ckpt.close()
+
+    out = str(tmp_path / "clip")
+    args = ["export-hf", "--train-dir", str(run), "--out", out, "--train-config", config_file]
+    assert main(args) == 0, capsys.readouterr().err
+    model, info = transformers.CLIPModel.from_pretrained(
+        out, torch_dtype=torch.float32, output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    with torch.no_grad():
+        ref = model.eval()(
+            input_ids=torch.tensor(ids), pixel_values=torch.tensor(pixels.transpose(0, 3, 1, 2))
+        )
+    ours = jax.jit(lambda p, x, i: CLIPDualEncoder(cfg).apply({"params": p}, x, i))(
+        params["clip"], pixels, ids
+    )
+    for key in ("image_embeds", "text_embeds", "logits_per_image"):
+        np.testing.assert_allclose(
+            np.asarray(ours[key]), getattr(ref, key).numpy(), atol=1e-4, err_msg=key
+        )
+
+
 def _fails(argv, capsys, *needles):
     capsys.readouterr()
     assert main(argv) == 2
@@ -200,9 +259,12 @@ def test_bad_input_exits_2_with_the_reason(text_run, tmp_path, capsys):
     # a run dir without config.py and no --train-config
     _fails(["export-hf", "--train-dir", workdir, "--out", out], capsys, "--train-config",
            "config.py")  # fmt: skip
-    # a model kind the exporter does not handle (the siglip-loss dual encoder)
+    # model kinds the exporter does not handle: an unknown one, the sigmoid-loss dual encoder
+    _fails(["export-hf", "--train-dir", workdir, "--out", out, *cfg, "--train-override",
+            "model.kind=mystery"], capsys, "'mystery'", "dual_encoder")  # fmt: skip
     _fails(["export-hf", "--train-dir", workdir, "--out", out, "--train-config",
-            str(CONFIGS / "tiny_contrastive.py")], capsys, "dual_encoder")  # fmt: skip
+            str(CONFIGS / "tiny_contrastive.py") + ":siglip"], capsys, "dual_encoder",
+           "logit_bias")  # fmt: skip
     # a config whose architecture is not the run's: the missing parameters are named
     _fails(["export-hf", "--train-dir", workdir, "--out", out, "--train-config", VLM_CONFIG],
            capsys, "lacks parameters", "language_model/")  # fmt: skip

@@ -17,7 +17,8 @@ Math-PUMA SwiGLU projector cannot be exported as Llava: the command says so and 
 With --train-dir it exports a training run instead (mathjax_vl.hf.export_run): the newest
 complete checkpoint (or --step N), trainable + frozen params, the architecture from the stage
 config (--train-config, default RUN_DIR/config.py as the demo writes); model.kind qwen2 ->
-Qwen2ForCausalLM, vlm -> LlavaForConditionalGeneration. The two forms are exclusive.
+Qwen2ForCausalLM, vlm -> LlavaForConditionalGeneration, dual_encoder (CLIP loss) -> CLIPModel.
+The two forms are exclusive.
 Exit status 0 on success, 2 on bad input (the message names the file / key / shapes).
 """
 
