@@ -11,10 +11,11 @@ programs) or a model's (MathCoder-VL's model-in-the-loop step), so every run is 
   stall the run;
 - an address-space limit (`RLIMIT_AS`) and an output-size limit (`RLIMIT_FSIZE`) set in the worker,
   so a 10 GB allocation raises MemoryError inside the program instead of taking the machine down;
-- a fresh temporary working directory per program and a Python audit hook (`sys.addaudithook`)
-  that refuses writes, deletes, renames, mkdir/chmod outside that directory, and refuses
-  subprocesses, os.system/exec/fork, sockets, signals to other processes, ctypes and setrlimit;
-  a refused action is recorded even when the program catches the PermissionError;
+- an empty working directory for every program (the worker's own, emptied after each) and a
+  Python audit hook (`sys.addaudithook`) that refuses writes, deletes, renames, mkdir/chmod
+  outside that directory, and refuses subprocesses, os.system/exec/fork, sockets, signals to
+  other processes, ctypes and setrlimit; a refused action is recorded even when the program
+  catches the PermissionError;
 - the worker reads the PNG the program saved to `sys.argv[1]` and sends the bytes back; a program
   that makes no image, or not a PNG, is reported as such.
 
