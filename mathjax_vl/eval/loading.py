@@ -102,7 +102,7 @@ def load_mathjax_checkpoint(path: str, tokenizer_dir: str | None = None) -> Mode
     return ModelHandle("decoder", cfg, params, tok, None, source=path)
 
 
-def _checkpoint_dir(path: str) -> str | None:
+def checkpoint_dir(path: str) -> str | None:
     """The `checkpoints/` directory of a training run given the run dir or that dir itself."""
     for candidate in (os.path.join(path, "checkpoints"), path):
         if os.path.isdir(candidate) and any(
@@ -126,7 +126,7 @@ def load_train_checkpoint(
 
     from mathjax_vl.train.config_loader import load_config
 
-    ckpt_dir = _checkpoint_dir(path)
+    ckpt_dir = checkpoint_dir(path)
     if ckpt_dir is None:
         raise ModelLoadError(f"{path}: no checkpoints/<step>/ directories found")
     config = load_config(train_config, list(overrides or []))
@@ -160,7 +160,7 @@ def load_train_checkpoint(
         return module.init(jax.random.key(0), ids)
 
     abstract = jax.eval_shape(lambda: nn.meta.unbox(init()))["params"]
-    restored = _restore_train_params(ckpt_dir, step, traverse_util.flatten_dict(abstract, sep="/"))
+    restored = restore_train_params(ckpt_dir, step, traverse_util.flatten_dict(abstract, sep="/"))
     params = traverse_util.unflatten_dict(restored, sep="/")
     tok = tokenizer_dir or config.data.get("tokenizer_dir") or ""
     if not tok:
@@ -172,7 +172,26 @@ def load_train_checkpoint(
     return ModelHandle(handle_kind, cfg, params, tok, processing, source=ckpt_dir)
 
 
-def _restore_train_params(ckpt_dir: str, step: int | None, abstract: dict[str, Any]) -> dict:
+def resolve_step(ckpt_dir: str, step: int | None, error: type[Exception] = ModelLoadError) -> int:
+    """`step` if its checkpoint is complete (manifest + every listed file, the trainer's rule),
+    or the newest complete step when None; `error` names the directory and the steps it has."""
+    from mathjax_vl.train.checkpointing import Checkpointer
+
+    manager = Checkpointer(ckpt_dir, interval=0, keep=0, async_save=False)
+    try:
+        complete = [s for s in manager.all_steps() if manager.incomplete_reason(s) is None]
+    finally:
+        manager.manager.close()
+    if not complete:
+        raise error(f"{ckpt_dir}: no complete checkpoint (none has its manifest)")
+    if step is None:
+        return complete[-1]
+    if step not in complete:
+        raise error(f"{ckpt_dir}: no complete checkpoint for step {step}; have {complete}")
+    return step
+
+
+def restore_train_params(ckpt_dir: str, step: int | None, abstract: dict[str, Any]) -> dict:
     """Flat {path: array} of the model's params from a trainer checkpoint's `state` item.
 
     The trainer saves {step, trainable, frozen, opt_state}; only trainable + frozen are read
@@ -186,17 +205,7 @@ def _restore_train_params(ckpt_dir: str, step: int | None, abstract: dict[str, A
     import orbax.checkpoint as ocp
     from flax import traverse_util
 
-    from mathjax_vl.train.checkpointing import Checkpointer
-
-    manager = Checkpointer(ckpt_dir, interval=0, keep=0, async_save=False)
-    complete = [s for s in manager.all_steps() if manager.incomplete_reason(s) is None]
-    manager.manager.close()
-    if not complete:
-        raise ModelLoadError(f"{ckpt_dir}: no complete checkpoint (none has its manifest)")
-    if step is None:
-        step = complete[-1]
-    elif step not in complete:
-        raise ModelLoadError(f"{ckpt_dir}: no complete checkpoint for step {step}; have {complete}")
+    step = resolve_step(ckpt_dir, step)
     state_dir = os.path.join(ckpt_dir, str(step), "state")
     with ocp.PyTreeCheckpointer() as checkpointer:
         meta = checkpointer.metadata(state_dir)
@@ -261,7 +270,7 @@ def load_model(
 
     if registry.is_checkpoint(path):
         return load_mathjax_checkpoint(path, tokenizer_dir)
-    if _checkpoint_dir(path) is not None:
+    if checkpoint_dir(path) is not None:
         if not train_config:
             raise ModelLoadError(
                 f"{path} is a training checkpoint, which stores parameters only: pass the stage's "

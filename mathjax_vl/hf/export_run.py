@@ -56,17 +56,6 @@ def resolve_train_config(run_dir: str, train_config: str | None) -> str:
     )
 
 
-def complete_steps(checkpoint_dir: str) -> list[int]:
-    """Steps whose checkpoint has its manifest and every listed file (the trainer's rule)."""
-    from mathjax_vl.train.checkpointing import Checkpointer
-
-    manager = Checkpointer(checkpoint_dir, interval=0, keep=0, async_save=False)
-    try:
-        return [s for s in manager.all_steps() if manager.incomplete_reason(s) is None]
-    finally:
-        manager.manager.close()
-
-
 def _model_for(kind: str, config: Any) -> tuple[Any, Any]:
     """(model config dataclass, flax module whose params the trainer's state holds)."""
     if kind == "vlm":
@@ -120,7 +109,7 @@ def load_run(
     import numpy as np
     from flax import traverse_util
 
-    from mathjax_vl.eval.loading import _checkpoint_dir, _restore_train_params
+    from mathjax_vl.eval.loading import checkpoint_dir, resolve_step, restore_train_params
     from mathjax_vl.train.config_loader import load_config
 
     if not os.path.isdir(run_dir):
@@ -142,21 +131,15 @@ def load_run(
             f"{config.loss.contrastive!r} cannot be exported: its learned logit_bias has no "
             "slot in CLIPModel (only the CLIP loss's dual encoder exports, as CLIPModel)"
         )
-    ckpt_dir = _checkpoint_dir(run_dir)
+    ckpt_dir = checkpoint_dir(run_dir)
     if ckpt_dir is None:
         raise RunExportError(
             f"{run_dir}: no checkpoints/<step>/ directories (expected a `mathjax-vl train "
             "--workdir` dir or its checkpoints/ dir)"
         )
-    steps = complete_steps(ckpt_dir)
-    if not steps:
-        raise RunExportError(f"{ckpt_dir}: no complete checkpoint (none has its manifest)")
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise RunExportError(f"{ckpt_dir}: no complete checkpoint for step {step}; have {steps}")
+    step = resolve_step(ckpt_dir, step, RunExportError)
     cfg, module = _model_for(model_kind, config)
-    flat = _restore_train_params(ckpt_dir, step, _abstract_params(model_kind, cfg, module))
+    flat = restore_train_params(ckpt_dir, step, _abstract_params(model_kind, cfg, module))
     params = traverse_util.unflatten_dict(jax.tree.map(np.asarray, flat), sep="/")
     if model_kind == "dual_encoder":
         params = params[DUAL_ENCODER_SCOPE]

@@ -15,28 +15,11 @@ model becomes the VLM's vision tower; the decoder and projector start fresh in s
 
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
 
 from mathjax_vl.train.config_base import base_config
-
-_CONFIG_FILE_TEMPLATE = '''"""Demo stage {name!r}: written by `mathjax-vl demo` (JSON beside it).
-
-    mathjax-vl train --config {path} --workdir {workdir}
-"""
-
-import json
-import os
-
-import ml_collections
-
-
-def get_config(arg: str = ""):
-    with open(os.path.join(os.path.dirname(__file__), "config.json")) as f:
-        return ml_collections.ConfigDict(json.load(f))
-'''
 
 
 def _vision(m: ml_collections.ConfigDict) -> dict:
@@ -180,14 +163,7 @@ def stage_configs(
 
 
 def write_config_file(config: ml_collections.ConfigDict, workdir: str, name: str) -> str:
-    """Saves the stage config as JSON + a loadable config file in its run dir; returns the file.
+    """Saves the stage config in its run dir (config.json + config.py); returns the file."""
+    from mathjax_vl.train.config_loader import save_run_config
 
-    A run dir then holds everything needed to reload it (`mathjax-vl eval --train-config`).
-    """
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(config.to_dict(), f, indent=2, default=list)
-    path = os.path.join(workdir, "config.py")
-    with open(path, "w") as f:
-        f.write(_CONFIG_FILE_TEMPLATE.format(name=name, path=path, workdir=workdir))
-    return path
+    return save_run_config(config, workdir, f"demo stage {name!r}, written by `mathjax-vl demo`")

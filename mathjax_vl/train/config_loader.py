@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,3 +74,39 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
         node[leaf] = value
     except TypeError as err:
         raise TypeError(f"override {item!r}: {err}") from err
+
+
+_RUN_CONFIG_TEMPLATE = '''"""The resolved config of the run in this directory ({note}).
+
+Values in config.json beside this file.
+
+    mathjax-vl train --config {path} --workdir {workdir}
+    mathjax-vl export-hf --train-dir {workdir} --out DIR
+"""
+
+import json
+import os
+
+import ml_collections
+
+
+def get_config(arg: str = ""):
+    with open(os.path.join(os.path.dirname(__file__), "config.json")) as f:
+        return ml_collections.ConfigDict(json.load(f))
+'''
+
+
+def save_run_config(config: ml_collections.ConfigDict, workdir: str | Path, note: str) -> str:
+    """Writes config.json + a loadable config.py into a run dir; returns the config.py path.
+
+    The run dir then holds everything needed to resume, evaluate or export it without the
+    original config file and its command-line overrides.
+    """
+    workdir = str(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(config.to_dict(), f, indent=2, default=list)
+    path = os.path.join(workdir, "config.py")
+    with open(path, "w") as f:
+        f.write(_RUN_CONFIG_TEMPLATE.format(note=note, path=path, workdir=workdir))
+    return path

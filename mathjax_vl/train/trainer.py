@@ -28,6 +28,7 @@ from mathjax_vl.train import optimizer as opt_lib
 from mathjax_vl.train import sharding as shard_lib
 from mathjax_vl.train import state as state_lib
 from mathjax_vl.train import step as step_lib
+from mathjax_vl.train.config_loader import save_run_config
 from mathjax_vl.train.mesh import make_mesh
 from mathjax_vl.train.tasks import build_task
 
@@ -151,6 +152,8 @@ class Trainer:
             keep=int(ckpt_cfg.get("keep", 3)),
             async_save=bool(ckpt_cfg.get("async_save", True)),
         )
+        if pidx == 0:  # the run dir alone then suffices to resume, evaluate or export it
+            save_run_config(config, self.workdir, "written by the trainer")
         iterator = data_lib.build_iterator(config, self.task, pidx, pcount)
         state = None
         start_step = 0

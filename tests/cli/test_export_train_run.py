@@ -3,6 +3,7 @@ logits match our model's on the params the trainer ended with; bad input exits 2
 
 import json
 import os
+import shutil
 import types
 from pathlib import Path
 
@@ -63,12 +64,9 @@ def text_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def vlm_run(tmp_path_factory):
     """One image per row, the naive loss and 32 tokens (the fused loss compiles ~2x slower; the
-    architecture is the config's); the run dir holds the demo's config.py."""
-    from mathjax_vl.recipes.demo_stages import write_config_file
-
+    architecture is the config's); the run dir holds the config.py the trainer wrote."""
     workdir = tmp_path_factory.mktemp("vlm_run")
     config, params = _train(VLM_CONFIG, workdir, VLM_TRAIN)
-    write_config_file(config, str(workdir), "tiny_multimodal_sft")
     return str(workdir), config, params
 
 
@@ -256,8 +254,11 @@ def test_bad_input_exits_2_with_the_reason(text_run, tmp_path, capsys):
            "checkpoints/<step>/")  # fmt: skip
     _fails(["export-hf", "--train-dir", str(tmp_path / "nope"), "--out", out, *cfg], capsys,
            "nope", "does not exist")  # fmt: skip
-    # a run dir without config.py and no --train-config
-    _fails(["export-hf", "--train-dir", workdir, "--out", out], capsys, "--train-config",
+    # a run dir without config.py (the trainer writes one; e.g. copied checkpoints only) and no
+    # --train-config
+    bare = tmp_path / "bare"
+    shutil.copytree(os.path.join(workdir, "checkpoints"), bare / "checkpoints")
+    _fails(["export-hf", "--train-dir", str(bare), "--out", out], capsys, "--train-config",
            "config.py")  # fmt: skip
     # model kinds the exporter does not handle: an unknown one, the sigmoid-loss dual encoder
     _fails(["export-hf", "--train-dir", workdir, "--out", out, *cfg, "--train-override",

@@ -124,6 +124,13 @@ def test_sigkill_after_checkpoint_resumes_exactly(straight, tmp_path):
     assert _last_step(workdir) < 2 * N  # killed mid-run, not after finishing
     _run(workdir, cache)
     _assert_bitwise_equal(_params(workdir, 2 * N), _params(ref_dir, 2 * N))
+    # the run dir carries its resolved config (file + command-line overrides)
+    from mathjax_vl.train.config_loader import load_config
+
+    saved = load_config(str(workdir / "config.py"))
+    overrides = [f"train.num_steps={2 * N}", f"checkpoint.interval={N}", "mesh.num_devices=1"]
+    assert saved.to_dict() == load_config(CONFIG, overrides).to_dict()
+    assert saved.train.num_steps == 2 * N and saved.checkpoint.interval == N
     got, want = _fingerprints(workdir), _fingerprints(ref_dir)
     assert sorted(got) == list(range(1, 2 * N + 1))
     for step, seen in got.items():
