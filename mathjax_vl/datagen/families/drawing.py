@@ -52,6 +52,23 @@ def text_size_px(text: str, fontsize: float = FONT_SIZE) -> tuple[float, float]:
     return len(text) * _CHAR_W_PX * scale, _LINE_H_PX * scale
 
 
+def _open_figure(
+    doc: str, imports: list[str], uses_patches: set[str], axes_box: str, x_lim, y_lim
+) -> list[str]:
+    """The program up to its axes: docstring, imports (+ the patch classes used), `draw(out)`
+    creating the fixed-size figure with one axes at `axes_box` and the given limits."""
+    if uses_patches:
+        imports = [*imports, f"from matplotlib.patches import {', '.join(sorted(uses_patches))}"]
+    w, h = FIGURE_SIZE_INCHES
+    return [
+        *_header(doc, imports),
+        f"    fig = plt.figure(figsize=({w}, {h}), dpi={FIGURE_DPI})",
+        f"    ax = fig.add_axes([{axes_box}])",
+        f"    ax.set_xlim({fmt(x_lim[0])}, {fmt(x_lim[1])})",
+        f"    ax.set_ylim({fmt(y_lim[0])}, {fmt(y_lim[1])})",
+    ]
+
+
 def _header(doc: str, imports: Sequence[str]) -> list[str]:
     return [
         f'"""{doc}"""',
@@ -275,19 +292,8 @@ class GeometryCanvas:
         imports = ["import matplotlib.pyplot as plt"]
         if self.strokes:
             imports.append("from matplotlib.collections import LineCollection")
-        if self.uses_patches:
-            imports.append(f"from matplotlib.patches import {', '.join(sorted(self.uses_patches))}")
-        lines = _header(self.doc, imports)
-        w, h = FIGURE_SIZE_INCHES
-        lines += [
-            f"    fig = plt.figure(figsize=({w}, {h}), dpi={FIGURE_DPI})",
-            "    ax = fig.add_axes([0, 0, 1, 1])",
-            '    ax.axis("off")',
-            f"    ax.set_xlim({fmt(x0)}, {fmt(x1)})",
-            f"    ax.set_ylim({fmt(y0)}, {fmt(y1)})",
-            *self._stroke_lines(),
-            *self.body,
-        ]
+        lines = _open_figure(self.doc, imports, self.uses_patches, "0, 0, 1, 1", (x0, x1), (y0, y1))
+        lines += ['    ax.axis("off")', *self._stroke_lines(), *self.body]
         if self.dots:  # on top of the lines (same z-order, added later)
             lines.append(
                 f"    ax.plot([{', '.join(fmt(p[0]) for p in self.dots)}], "

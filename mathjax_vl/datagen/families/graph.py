@@ -22,11 +22,11 @@ from mathjax_vl.datagen.families.drawing import (
     _FOOTER,
     FONT_SIZE,
     Point,
-    _header,
+    _open_figure,
     fmt,
     text_size_px,
 )
-from mathjax_vl.datagen.spec import FIGURE_DPI, FIGURE_SIZE_INCHES
+from mathjax_vl.datagen.spec import FIGURE_DPI
 
 TICK_FONT_SIZE = 9
 NAME_FONT_SIZE = 10  # the axis names "x" and "y"
@@ -333,17 +333,9 @@ class GraphCanvas:
             "import numpy as np",
             "from matplotlib.collections import LineCollection",
         ]
-        if self.uses_patches:
-            imports.append(f"from matplotlib.patches import {', '.join(sorted(self.uses_patches))}")
-        lines = _header(self.doc, imports)
-        w, h = FIGURE_SIZE_INCHES
-        lines += [
-            f"    fig = plt.figure(figsize=({w}, {h}), dpi={FIGURE_DPI})",
-            f"    ax = fig.add_axes([{', '.join(str(v) for v in self.box)}])",
-            f"    ax.set_xlim({fmt(self.xlim[0])}, {fmt(self.xlim[1])})",
-            f"    ax.set_ylim({fmt(self.ylim[0])}, {fmt(self.ylim[1])})",
-            *self._axes_lines(),
-        ]
+        box = ", ".join(str(v) for v in self.box)
+        lines = _open_figure(self.doc, imports, self.uses_patches, box, self.xlim, self.ylim)
+        lines += self._axes_lines()
         if self.title:  # y given: a fixed position, no automatic layout pass at draw time
             lines.append(
                 f"    ax.set_title({self.title!r}, fontsize={TITLE_FONT_SIZE}, pad=6, y=1.0)"
