@@ -74,7 +74,7 @@ def graph_figure(
     empty), on the preferred side; hlines/vlines: ((fact_key | None, value), ...) dashed guides.
     """
     cv = GraphCanvas(doc, xlim, ylim)
-    title = "   ".join(text for key, text in titles if key in shown)
+    title = "   ".join(_tidy_signs(text) for key, text in titles if key in shown)
     cv.title = title or None
     cv.xticks = xticks
     for key, v in hlines:
@@ -305,6 +305,12 @@ def formula_fact(f: sympy.Basic, key: str = "formula") -> tuple:
 
 def x0_fact(x0: sympy.Basic):
     return numeric("x0", f"The x-coordinate of Q is {num(x0)}.", x0, f"x = {num(x0)}")
+
+
+def _tidy_signs(text: str) -> str:
+    """'y = 2*x + -3' -> 'y = 2*x - 3' and '- -3' -> '+ 3' in a drawn formula (the facts' own
+    text is untouched; only the figure's title is tidied)."""
+    return text.replace("+ -", "- ").replace("- -", "+ ")
 
 
 def graph_args(doc, f_code, xlim, ylim, titles, points, **kw):
