@@ -11,15 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch  # test-only dependency: the dev extra pins torch==2.13.0
+import transformers
+from safetensors.numpy import load_file
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from safetensors.numpy import load_file  # noqa: E402
-
-from mathjax_vl.cli.main import main  # noqa: E402
-from mathjax_vl.train.config_loader import load_config  # noqa: E402
-from mathjax_vl.train.trainer import Trainer  # noqa: E402
+from mathjax_vl.cli.main import main
+from mathjax_vl.train.config_loader import load_config
+from mathjax_vl.train.trainer import Trainer
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 TEXT_CONFIG = str(CONFIGS / "tiny_text_sft.py")

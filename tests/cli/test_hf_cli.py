@@ -4,14 +4,12 @@ import os
 
 import numpy as np
 import pytest
+import torch  # noqa: F401  (test-only dependency: dev extra)
+import transformers
+from safetensors.numpy import load_file
 
-pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from safetensors.numpy import load_file  # noqa: E402
-
-from mathjax_vl.cli.main import main  # noqa: E402
-from mathjax_vl.hf.tiny import make_tiny_llava  # noqa: E402
+from mathjax_vl.cli.main import main
+from mathjax_vl.hf.tiny import make_tiny_llava
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
 

@@ -5,13 +5,11 @@ import os
 import jax
 import numpy as np
 import pytest
+import torch  # test-only dependency: the dev extra pins torch==2.13.0
+import transformers
+from safetensors.numpy import load_file
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from safetensors.numpy import load_file  # noqa: E402
-
-from mathjax_vl.hf import registry  # noqa: E402
+from mathjax_vl.hf import registry
 
 TEXT = dict(
     hidden_size=32,

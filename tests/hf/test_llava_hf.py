@@ -7,22 +7,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch  # test-only dependency: the dev extra pins torch==2.13.0
+import transformers
+from safetensors.numpy import load_file, save_file
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from safetensors.numpy import load_file, save_file  # noqa: E402
-
-from mathjax_vl.hf import registry  # noqa: E402
-from mathjax_vl.hf.common import (  # noqa: E402
+from mathjax_vl.hf import registry
+from mathjax_vl.hf.common import (
     ConversionError,
     MissingWeightsError,
     UnsupportedArchitectureError,
 )
-from mathjax_vl.hf.llava import load_llava, save_llava  # noqa: E402
-from mathjax_vl.hf.tiny import IMAGE_TOKEN_ID, make_tiny_llava  # noqa: E402
-from mathjax_vl.models.projectors import ProjectorConfig  # noqa: E402
-from mathjax_vl.models.vlm import VLM  # noqa: E402
+from mathjax_vl.hf.llava import load_llava, save_llava
+from mathjax_vl.hf.tiny import IMAGE_TOKEN_ID, make_tiny_llava
+from mathjax_vl.models.projectors import ProjectorConfig
+from mathjax_vl.models.vlm import VLM
 
 
 @pytest.fixture(scope="module", params=["siglip", "clip"])

@@ -4,15 +4,13 @@ import os
 
 import numpy as np
 import pytest
+import torch  # test-only dependency: the dev extra pins torch==2.13.0
+import transformers
+from safetensors.numpy import load_file, save_file
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from safetensors.numpy import load_file, save_file  # noqa: E402
-
-from mathjax_vl.hf import registry  # noqa: E402
-from mathjax_vl.hf.common import ConversionError  # noqa: E402
-from mathjax_vl.hf.siglip import load_siglip_vision  # noqa: E402
+from mathjax_vl.hf import registry
+from mathjax_vl.hf.common import ConversionError
+from mathjax_vl.hf.siglip import load_siglip_vision
 
 VISION = dict(
     hidden_size=32,

@@ -4,12 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch  # test-only dependency: the dev extra pins torch==2.13.0
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from mathjax_vl.hf.clip import load_clip  # noqa: E402
-from mathjax_vl.models.clip import CLIPDualEncoder, CLIPVisionModel  # noqa: E402
+from mathjax_vl.hf.clip import load_clip
+from mathjax_vl.models.clip import CLIPDualEncoder, CLIPVisionModel
 
 EOS = 97
 

@@ -6,12 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch  # test-only dependency: the dev extra pins torch==2.13.0
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from mathjax_vl.hf.siglip import load_siglip_vision  # noqa: E402
-from mathjax_vl.models.siglip import SiglipVisionModel  # noqa: E402
+from mathjax_vl.hf.siglip import load_siglip_vision
+from mathjax_vl.models.siglip import SiglipVisionModel
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["map_head", "no_head"])

@@ -4,14 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch  # test-only dependency: the dev extra pins torch==2.13.0
+import transformers  # noqa: F401
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from mathjax_vl.hf.llava import load_llava  # noqa: E402
-from mathjax_vl.hf.tiny import IMAGE_TOKEN_ID, make_tiny_llava  # noqa: E402
-from mathjax_vl.models.projectors import ProjectorConfig, SwiGLUProjector  # noqa: E402
-from mathjax_vl.models.vlm import VLM, check_image_tokens, scatter_image_features  # noqa: E402
+from mathjax_vl.hf.llava import load_llava
+from mathjax_vl.hf.tiny import IMAGE_TOKEN_ID, make_tiny_llava
+from mathjax_vl.models.projectors import ProjectorConfig, SwiGLUProjector
+from mathjax_vl.models.vlm import VLM, check_image_tokens, scatter_image_features
 
 _slow = pytest.mark.slow
 CASES = [
