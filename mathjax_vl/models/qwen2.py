@@ -107,6 +107,8 @@ class Qwen2Config:
             raise ValueError(
                 f"attention_impl {self.attention_impl!r} not in xla, dot_product_attention"
             )
+        if self.scan_unroll < 1:
+            raise ValueError(f"scan_unroll must be >= 1 (layers per step), got {self.scan_unroll}")
         if self.attention_query_block < 0:
             raise ValueError(
                 f"attention_query_block must be >= 0, got {self.attention_query_block}"
@@ -285,7 +287,7 @@ class Qwen2(nn.Module):
                 split_rngs={"params": True},
                 in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
                 length=cfg.num_hidden_layers,
-                unroll=min(max(cfg.scan_unroll, 1), cfg.num_hidden_layers),
+                unroll=min(cfg.scan_unroll, cfg.num_hidden_layers),
                 metadata_params={nn.PARTITION_NAME: ax.LAYERS},
             )(cfg)
         else:

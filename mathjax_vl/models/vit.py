@@ -223,6 +223,8 @@ class Encoder(nn.Module):
         collect_all: bool = False,
     ) -> EncoderOutput:
         targets = resolve_feature_layers(feature_layers, self.num_layers)
+        if self.scan_unroll < 1:
+            raise ValueError(f"scan_unroll must be >= 1 (layers per step), got {self.scan_unroll}")
         layer_cls = EncoderLayer
         policy = remat_policy(self.remat)
         if self.remat != "none":
@@ -233,7 +235,7 @@ class Encoder(nn.Module):
             split_rngs={"params": True},
             in_axes=(0, nn.broadcast),
             length=self.num_layers,
-            unroll=min(max(self.scan_unroll, 1), self.num_layers),
+            unroll=min(self.scan_unroll, self.num_layers),
             metadata_params={nn.PARTITION_NAME: ax.LAYERS},
         )
         layers = scanned(

@@ -289,3 +289,7 @@ def test_config_hf_dict_round_trip_and_hashable():
         Qwen2Config.from_hf(hf | {"rope_parameters": {"rope_type": "yarn", "factor": 4.0}})
     with pytest.raises(ValueError, match="remat_policy"):
         Qwen2Config(remat_policy="sometimes")
+    with pytest.raises(ValueError, match="scan_unroll must be >= 1.*got 0"):
+        Qwen2Config(scan_unroll=0)
+    with pytest.raises(ValueError, match="attention_query_block must be >= 0, got -1"):
+        Qwen2Config(attention_query_block=-1)

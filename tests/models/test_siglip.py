@@ -67,6 +67,8 @@ def test_remat_and_logical_axes(hf_siglip):
     x = jnp.asarray(np.random.RandomState(2).randn(1, 26, 26, 3), jnp.float32)
     loss = lambda p, m: jnp.sum(m.apply({"params": p}, x, use_head=False).last_hidden_state ** 2)
     v0, g0 = jax.jit(jax.value_and_grad(lambda p: loss(p, SiglipVisionModel(cfg))))(params)
+    with pytest.raises(ValueError, match="scan_unroll must be >= 1.*got 0"):
+        SiglipVisionModel(dataclasses.replace(cfg, scan_unroll=0)).apply({"params": params}, x)
     # full remat, and a fully unrolled layer scan (same stacked params), change nothing
     for knob in ({"remat_policy": "full"}, {"scan_unroll": cfg.num_layers}):
         other = SiglipVisionModel(dataclasses.replace(cfg, **knob))
