@@ -74,7 +74,7 @@ def _features(kind: str):
     return F.FeaturesDict(specs[kind])
 
 
-def _to_example(record: R.Record) -> dict[str, Any]:
+def to_example(record: R.Record) -> dict[str, Any]:
     d = record.to_dict()
     kind = d.pop("kind")
     if kind == "eval_problem":
@@ -99,7 +99,7 @@ def _turns(t: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def _from_example(kind: str, ex: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of _to_example, giving the plain dict `records.record_from_dict` accepts."""
+    """Inverse of to_example, giving the plain dict `records.record_from_dict` accepts."""
     if kind == "text_conversation":
         return {"kind": kind, "id": _text(ex["id"]), "turns": _turns(ex["turns"])}
     if kind == "multimodal_conversation":
@@ -155,7 +155,7 @@ def _from_example(kind: str, ex: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _builder_class(kind: str, name: str):
+def builder_class(kind: str, name: str):
     """A GeneratorBasedBuilder subclass named `name` that writes the records it is handed."""
     import tensorflow_datasets as tfds
 
@@ -201,7 +201,7 @@ def _builder_class(kind: str, name: str):
                         "bad_value",
                         f"dataset {name!r} holds {kind} records, found {type(rec).__name__}",
                     )
-                yield i, _to_example(rec)
+                yield i, to_example(rec)
 
     _RecordBuilder.name = name
     _RecordBuilder.__name__ = f"RecordBuilder_{name}"
@@ -231,7 +231,7 @@ def write_dataset(
     version_dir = os.path.join(os.fspath(out_dir), name, DATASET_VERSION)
     if os.path.exists(os.path.join(version_dir, "dataset_info.json")):
         raise FileExistsError(f"dataset already exists at {version_dir}; write to a new out_dir")
-    builder = _builder_class(kind, name)(
+    builder = builder_class(kind, name)(
         splits=splits, data_dir=os.fspath(out_dir), file_format="array_record"
     )
     _quiet_tfds()

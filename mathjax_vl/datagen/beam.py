@@ -159,12 +159,12 @@ def select_items(
         stats.items_tried += 1
         item = dict(summary)
         if "n_records" in item:
-            item["records"] = [None] * item["n_records"]  # _accept only counts them
+            item["records"] = [None] * item["n_records"]  # accept_item only counts them
             item["previews"] = []
         job = types.SimpleNamespace(
             error_kind=summary["error_kind"], error=summary.get("error"), value=item
         )
-        records = E._accept(summary["index"], job, dedup, stats, config)
+        records = E.accept_item(summary["index"], job, dedup, stats, config)
         if records:
             positions[summary["index"]] = position
             position += len(records)
@@ -289,7 +289,7 @@ def _place_fn(kind: str):
                     "bad_value",
                     f"expected {kind} records, found {type(record).__name__}",
                 )
-            yield positions[0] + offset, storage._to_example(record)
+            yield positions[0] + offset, storage.to_example(record)
 
     return place
 
@@ -335,7 +335,7 @@ def _builder_class(config: E.DatagenConfig, beam_config: BeamConfig):
     """storage's record builder (same features, info, order), fed by the Beam PTransform."""
     from mathjax_vl.data import storage
 
-    base = storage._builder_class(RECIPE_KINDS[config.recipe], config.recipe)
+    base = storage.builder_class(RECIPE_KINDS[config.recipe], config.recipe)
 
     class _BeamRecordBuilder(base, skip_registration=True):
         beam_counters: dict[str, int]

@@ -418,7 +418,7 @@ def iter_records(
                     job = waiting.pop(expected)
                     expected += 1
                     if stats.accepted < config.n:
-                        records = _accept(first + job.index, job, dedup, stats, config)
+                        records = accept_item(first + job.index, job, dedup, stats, config)
                         if records:
                             bar.update(1)
                             stats.records_written += len(records)
@@ -427,7 +427,7 @@ def iter_records(
         bar.close()
 
 
-def _accept(index: int, job, dedup: Q.Deduplicator, stats: DatagenResult, config) -> list:
+def accept_item(index: int, job, dedup: Q.Deduplicator, stats: DatagenResult, config) -> list:
     """Gate one finished item; its records if accepted (stats updated either way)."""
 
     def reject(reason: str, example: dict[str, Any]) -> list:

@@ -113,6 +113,48 @@ def checkpoint_dir(path: str) -> str | None:
     return None
 
 
+def model_for_config(kind: str, config: Any) -> tuple[Any, Any]:
+    """(model config dataclass, flax module whose params the trainer's state holds)."""
+    if kind == "vlm":
+        from mathjax_vl.models.vlm import VLM
+        from mathjax_vl.train.tasks.vlm_common import vlm_config
+
+        cfg = vlm_config(config.model)
+        return cfg, VLM(cfg)
+    if kind == "dual_encoder":
+        from mathjax_vl.train.tasks.contrastive import Contrastive
+
+        task = Contrastive(config)
+        return task.clip_cfg, task.model
+    from mathjax_vl.models.qwen2 import Qwen2
+    from mathjax_vl.train.tasks.common import qwen2_config
+
+    cfg = qwen2_config(config.model.decoder)
+    return cfg, Qwen2(cfg)
+
+
+def abstract_params(kind: str, cfg: Any, module: Any) -> dict[str, Any]:
+    """Flat {path: ShapeDtypeStruct} of the params training creates (the VLM: with an image)."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    from flax import traverse_util
+
+    def init():
+        ids = jnp.zeros((1, 4), jnp.int32)
+        key = jax.random.key(0)
+        if kind in ("vlm", "dual_encoder"):
+            v = cfg.vision
+            pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
+            if kind == "dual_encoder":
+                return module.init(key, pixels, ids, jnp.ones_like(ids))
+            return module.init(key, ids, pixel_values=pixels)
+        return module.init(key, ids)
+
+    abstract = jax.eval_shape(lambda: nn.meta.unbox(init()))["params"]
+    return traverse_util.flatten_dict(abstract, sep="/")
+
+
 def load_train_checkpoint(
     path: str,
     train_config: str,
@@ -121,7 +163,6 @@ def load_train_checkpoint(
     step: int | None = None,
 ):
     """A trainer checkpoint (state's trainable + frozen params) + its stage config -> handle."""
-    import jax
     from flax import traverse_util
 
     from mathjax_vl.train.config_loader import load_config
@@ -131,36 +172,15 @@ def load_train_checkpoint(
         raise ModelLoadError(f"{path}: no checkpoints/<step>/ directories found")
     config = load_config(train_config, list(overrides or []))
     kind = config.model.get("kind", "qwen2")
-    if kind == "vlm":
-        from mathjax_vl.models.vlm import VLM
-        from mathjax_vl.train.tasks.vlm_common import vlm_config
-
-        cfg = vlm_config(config.model)
-        module, handle_kind = VLM(cfg), "vlm"
-    elif kind == "qwen2":
-        from mathjax_vl.models.qwen2 import Qwen2
-        from mathjax_vl.train.tasks.common import qwen2_config
-
-        cfg = qwen2_config(config.model.decoder)
-        module, handle_kind = Qwen2(cfg), "decoder"
-    else:
+    if kind not in ("vlm", "qwen2"):
         raise ModelLoadError(
             f"{train_config}: model.kind {kind!r} does not generate text (expected 'vlm' or "
             "'qwen2')"
         )
-    import flax.linen as nn
-    import jax.numpy as jnp
-
-    def init():  # the parameter set training creates (the VLM: with an image, as its tasks do)
-        ids = jnp.zeros((1, 4), jnp.int32)
-        if handle_kind == "vlm":
-            v = cfg.vision
-            pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
-            return module.init(jax.random.key(0), ids, pixel_values=pixels)
-        return module.init(jax.random.key(0), ids)
-
-    abstract = jax.eval_shape(lambda: nn.meta.unbox(init()))["params"]
-    restored = restore_train_params(ckpt_dir, step, traverse_util.flatten_dict(abstract, sep="/"))
+    handle_kind = "vlm" if kind == "vlm" else "decoder"
+    cfg, module = model_for_config(kind, config)
+    abstract = abstract_params(kind, cfg, module)
+    restored = restore_train_params(ckpt_dir, step, abstract)
     params = traverse_util.unflatten_dict(restored, sep="/")
     tok = tokenizer_dir or config.data.get("tokenizer_dir") or ""
     if not tok:

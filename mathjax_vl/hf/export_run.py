@@ -3,7 +3,7 @@
 The trainer saves the train state only ({step, trainable, frozen, opt_state} under
 RUN_DIR/checkpoints/<step>/state), not the architecture, so the stage config is needed too: the
 file given (`configs/x.py[:arg]` plus the run's `--config.*` overrides) or, by default,
-RUN_DIR/config.py, which `mathjax-vl demo` writes beside every stage's checkpoints. The model
+RUN_DIR/config.py, which the trainer writes beside its checkpoints. The model
 tree is trainable + frozen (the optimizer state is never read) and is written by
 `hf.registry.save_hf` for the config's model kind: qwen2 -> Qwen2ForCausalLM,
 vlm -> LlavaForConditionalGeneration, dual_encoder (MAVIS CLIP-Math with the CLIP loss) ->
@@ -43,59 +43,18 @@ class RunParams:
 
 
 def resolve_train_config(run_dir: str, train_config: str | None) -> str:
-    """The stage config to read: the one given, else RUN_DIR/config.py (written by the demo)."""
+    """The stage config to read: the one given, else RUN_DIR/config.py (written by the trainer)."""
     if train_config:
         return train_config
     candidate = os.path.join(run_dir, RUN_CONFIG_FILE)
     if os.path.isfile(candidate):
         return candidate
     raise RunExportError(
-        f"{run_dir}: no {RUN_CONFIG_FILE} in the run dir, and the trainer's checkpoints store no "
-        "model config; pass the stage's config with --train-config configs/x.py (and the run's "
+        f"{run_dir}: no {RUN_CONFIG_FILE} in the run dir (the trainer writes one; checkpoints "
+        "alone store no model config); pass the stage's config with --train-config "
+        "configs/x.py (and the run's "
         "--config.* overrides with --train-override KEY=VALUE)"
     )
-
-
-def _model_for(kind: str, config: Any) -> tuple[Any, Any]:
-    """(model config dataclass, flax module whose params the trainer's state holds)."""
-    if kind == "vlm":
-        from mathjax_vl.models.vlm import VLM
-        from mathjax_vl.train.tasks.vlm_common import vlm_config
-
-        cfg = vlm_config(config.model)
-        return cfg, VLM(cfg)
-    if kind == "dual_encoder":
-        from mathjax_vl.train.tasks.contrastive import Contrastive
-
-        task = Contrastive(config)
-        return task.clip_cfg, task.model
-    from mathjax_vl.models.qwen2 import Qwen2
-    from mathjax_vl.train.tasks.common import qwen2_config
-
-    cfg = qwen2_config(config.model.decoder)
-    return cfg, Qwen2(cfg)
-
-
-def _abstract_params(kind: str, cfg: Any, module: Any) -> dict[str, Any]:
-    """Flat {path: ShapeDtypeStruct} of the params training creates (the VLM: with an image)."""
-    import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
-    from flax import traverse_util
-
-    def init():
-        ids = jnp.zeros((1, 4), jnp.int32)
-        key = jax.random.key(0)
-        if kind in ("vlm", "dual_encoder"):
-            v = cfg.vision
-            pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
-            if kind == "dual_encoder":
-                return module.init(key, pixels, ids, jnp.ones_like(ids))
-            return module.init(key, ids, pixel_values=pixels)
-        return module.init(key, ids)
-
-    abstract = jax.eval_shape(lambda: nn.meta.unbox(init()))["params"]
-    return traverse_util.flatten_dict(abstract, sep="/")
 
 
 def load_run(
@@ -109,7 +68,13 @@ def load_run(
     import numpy as np
     from flax import traverse_util
 
-    from mathjax_vl.eval.loading import checkpoint_dir, resolve_step, restore_train_params
+    from mathjax_vl.eval.loading import (
+        abstract_params,
+        checkpoint_dir,
+        model_for_config,
+        resolve_step,
+        restore_train_params,
+    )
     from mathjax_vl.train.config_loader import load_config
 
     if not os.path.isdir(run_dir):
@@ -138,8 +103,8 @@ def load_run(
             "--workdir` dir or its checkpoints/ dir)"
         )
     step = resolve_step(ckpt_dir, step, RunExportError)
-    cfg, module = _model_for(model_kind, config)
-    flat = restore_train_params(ckpt_dir, step, _abstract_params(model_kind, cfg, module))
+    cfg, module = model_for_config(model_kind, config)
+    flat = restore_train_params(ckpt_dir, step, abstract_params(model_kind, cfg, module))
     params = traverse_util.unflatten_dict(jax.tree.map(np.asarray, flat), sep="/")
     if model_kind == "dual_encoder":
         params = params[DUAL_ENCODER_SCOPE]

@@ -434,20 +434,20 @@ def _run(spec: EngineSpec, hw, hs, w, labels, a_ce, a_kl, needs: tuple | None):
         hs_c = hw_c if hs_c is None else hs_c
         sums, dhw, dhs, dw = _run_chunk(spec, w, hw_c, hs_c, lab_c, ace_c, akl_c, c["dw"], needs)
         out = {"dw": dw, "sums": {k: c["sums"][k] + v for k, v in sums.items()}}
+        put = jax.lax.dynamic_update_index_in_dim
         for name, blk in (("dhw", dhw), ("dhs", dhs)):
-            put = jax.lax.dynamic_update_index_in_dim
             out[name] = None if blk is None else put(c[name], blk, i, 0)
         return out
 
     c = jax.lax.fori_loop(0, n_run, body, _vary(spec, carry0))
+    # back to the input order: the inverse permutation, applied as a gather
+    inverse = jnp.argsort(order) if spec.skip_inactive else None
 
     def unchunk(x):
         if x is None:
             return None
         x = x.reshape(n_chunks * tc, d)[:t]
-        if spec.skip_inactive:  # back to the input order: inverse permutation as a gather
-            x = x[jnp.argsort(order)]
-        return x
+        return x if inverse is None else x[inverse]
 
     return c["sums"], unchunk(c["dhw"]), unchunk(c["dhs"]), c["dw"]
 
