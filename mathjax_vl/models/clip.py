@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from mathjax_vl.models import logical_axes as ax
 from mathjax_vl.models.layers import Dense, logical_param
 from mathjax_vl.models.siglip import VisionOutput
-from mathjax_vl.models.vit import Encoder, LayerNorm, PatchEmbed, dtypes
+from mathjax_vl.models.vit import LayerNorm, PatchEmbed, dtypes, encoder_from_config
 
 Array = jax.Array
 
@@ -209,19 +209,8 @@ class CLIPVisionModel(nn.Module):
         x = x + jnp.asarray(pos, kw["dtype"])[None]
         x = LayerNorm(cfg.layer_norm_eps, name="pre_layrnorm", **kw)(x)
         x = nn.with_logical_constraint(x, (ax.BATCH, ax.PATCH, ax.EMBED))
-        enc = Encoder(
-            num_layers=cfg.num_layers,
-            num_heads=cfg.num_heads,
-            head_dim=cfg.head_dim,
-            mlp_dim=cfg.intermediate_size,
-            act=cfg.hidden_act,
-            eps=cfg.layer_norm_eps,
-            remat=cfg.remat_policy,
-            scan_unroll=cfg.scan_unroll,
-            seq_axis=ax.PATCH,
-            name="encoder",
-            **kw,
-        )(x, None, feature_layers, collect_all)
+        encoder = encoder_from_config(cfg, ax.PATCH, name="encoder", **kw)
+        enc = encoder(x, None, feature_layers, collect_all)
         last = enc.last_hidden_state
         pooled = LayerNorm(cfg.layer_norm_eps, name="post_layernorm", **kw)(last[:, 0])
         return VisionOutput(
@@ -276,19 +265,7 @@ class CLIPTextModel(nn.Module):
         mask = (idx[:, None] >= idx[None, :])[None, None]  # causal [1, 1, T, T]
         if attention_mask is not None:
             mask = mask & attention_mask.astype(bool)[:, None, None, :]
-        enc = Encoder(
-            num_layers=cfg.num_layers,
-            num_heads=cfg.num_heads,
-            head_dim=cfg.head_dim,
-            mlp_dim=cfg.intermediate_size,
-            act=cfg.hidden_act,
-            eps=cfg.layer_norm_eps,
-            remat=cfg.remat_policy,
-            scan_unroll=cfg.scan_unroll,
-            seq_axis=ax.LENGTH,
-            name="encoder",
-            **kw,
-        )(x, mask)
+        enc = encoder_from_config(cfg, ax.LENGTH, name="encoder", **kw)(x, mask)
         last = LayerNorm(cfg.layer_norm_eps, name="final_layer_norm", **kw)(enc.last_hidden_state)
         pooled = last[jnp.arange(b), eos_positions(input_ids, cfg.eos_token_id)]
         return last, pooled

@@ -22,11 +22,11 @@ from mathjax_vl.models import logical_axes as ax
 from mathjax_vl.models.layers import logical_param
 from mathjax_vl.models.vit import (
     MLP,
-    Encoder,
     LayerNorm,
     MultiHeadAttention,
     PatchEmbed,
     dtypes,
+    encoder_from_config,
 )
 
 Array = jax.Array
@@ -168,19 +168,8 @@ class SiglipVisionModel(nn.Module):
         )
         x = x + jnp.asarray(pos, kw["dtype"])[None]
         x = nn.with_logical_constraint(x, (ax.BATCH, ax.PATCH, ax.EMBED))
-        enc = Encoder(
-            num_layers=cfg.num_layers,
-            num_heads=cfg.num_heads,
-            head_dim=cfg.head_dim,
-            mlp_dim=cfg.intermediate_size,
-            act=cfg.hidden_act,
-            eps=cfg.layer_norm_eps,
-            remat=cfg.remat_policy,
-            scan_unroll=cfg.scan_unroll,
-            seq_axis=ax.PATCH,
-            name="encoder",
-            **kw,
-        )(x, None, feature_layers, collect_all)
+        encoder = encoder_from_config(cfg, ax.PATCH, name="encoder", **kw)
+        enc = encoder(x, None, feature_layers, collect_all)
         last = LayerNorm(cfg.layer_norm_eps, name="post_layernorm", **kw)(enc.last_hidden_state)
         pooled = None
         if cfg.use_head and (use_head or self.is_initializing()):
@@ -304,19 +293,7 @@ class SiglipTextModel(nn.Module):
         mask = None
         if attention_mask is not None:
             mask = attention_mask.astype(bool)[:, None, None, :]  # [B, 1, 1, T] keys
-        enc = Encoder(
-            num_layers=cfg.num_layers,
-            num_heads=cfg.num_heads,
-            head_dim=cfg.head_dim,
-            mlp_dim=cfg.intermediate_size,
-            act=cfg.hidden_act,
-            eps=cfg.layer_norm_eps,
-            remat=cfg.remat_policy,
-            scan_unroll=cfg.scan_unroll,
-            seq_axis=ax.LENGTH,
-            name="encoder",
-            **kw,
-        )(x, mask)
+        enc = encoder_from_config(cfg, ax.LENGTH, name="encoder", **kw)(x, mask)
         last = LayerNorm(cfg.layer_norm_eps, name="final_layer_norm", **kw)(enc.last_hidden_state)
         pooled = Dense(
             (cfg.projection_size,), (ax.EMBED,), (ax.PROJ,), use_bias=True, name="head", **kw

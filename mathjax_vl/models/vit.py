@@ -258,6 +258,23 @@ class Encoder(nn.Module):
         return EncoderOutput(last_hidden_state=h, features=feats, hidden_states=hidden_states)
 
 
+def encoder_from_config(cfg, seq_axis: str, **kw) -> Encoder:
+    """The Encoder a SigLIP/CLIP vision or text config describes (same field names in all four);
+    kw: name, dtype, param_dtype. Call inside the parent's compact method."""
+    return Encoder(
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        head_dim=cfg.head_dim,
+        mlp_dim=cfg.intermediate_size,
+        act=cfg.hidden_act,
+        eps=cfg.layer_norm_eps,
+        remat=cfg.remat_policy,
+        scan_unroll=cfg.scan_unroll,
+        seq_axis=seq_axis,
+        **kw,
+    )
+
+
 class PatchEmbed(nn.Module):
     """Non-overlapping conv patch embedding as a matmul over flattened patches.
 
