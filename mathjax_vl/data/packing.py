@@ -160,8 +160,7 @@ def first_fit_decreasing(sizes: Sequence[tuple[tuple[int, int], ...]], spec: Pac
     for i in order:
         for r, u in enumerate(used):
             if all(
-                ua + a <= c and ub + b <= d
-                for (ua, ub), (a, b), (c, d) in zip(u, sizes[i], cap)
+                ua + a <= c and ub + b <= d for (ua, ub), (a, b), (c, d) in zip(u, sizes[i], cap)
             ):
                 rows[r].append(i)
                 for k, (a, b) in enumerate(sizes[i]):
