@@ -113,7 +113,8 @@ def _only(batch, keep, pairs):
 
 
 # ~80 s each on a loaded 2-core box (four compiles of the tiny VLM step); the SFT case runs by
-# default, the other two with the slow tests (`pytest -m slow tests/train/test_packed_equivalence.py`)
+# default, the other two with the slow tests:
+#   pytest -m slow tests/train/test_packed_equivalence.py
 CASES = [
     ("tiny_multimodal_sft.py", "multimodal_sft", False, IMAGES),
     pytest.param(
