@@ -44,7 +44,7 @@ def mathvista_row(row: Mapping[str, Any], where, load_image: ImageLoader) -> R.E
         question=row.get("query") or _where_field(row, "question", where),
         answer=str(_where_field(row, "answer", where)),
         answer_type={"text": "free_form"}.get(answer_type, answer_type),
-        images=(load_image(image, "image", where),) if image else (),
+        images=(load_image(image, "image", where),) if image and load_image else (),
         choices=tuple(str(c) for c in choices) if choices else None,
         precision=int(row["precision"]) if row.get("precision") is not None else None,
         metadata={"question_type": question_type, "unit": row.get("unit")},
@@ -75,21 +75,30 @@ def wemath_row(row: Mapping[str, Any], where, load_image: ImageLoader) -> R.Eval
         question=f"{question}\nOptions: {option}",
         answer=str(_where_field(row, "answer", where)).strip(),
         answer_type="multi_choice",
-        images=(load_image(image, "image_path", where),) if image else (),
+        images=(load_image(image, "image_path", where),) if image and load_image else (),
         choices=choices,
         metadata={"ID": str(row["ID"]), "key": str(row["key"])},
     )
 
 
 def load_benchmark(
-    benchmark: str, path: str, image_root: str | None = None, split: str = "test"
+    benchmark: str,
+    path: str,
+    image_root: str | None = None,
+    split: str = "test",
+    *,
+    images: bool = True,
 ) -> list[R.EvalProblem]:
-    """All problems of a benchmark file or dataset directory, in file order."""
+    """All problems of a benchmark file or dataset directory, in file order.
+
+    `images=False` loads no image at all (scoring precomputed responses needs none)."""
     if benchmark == "mathverse":
         return list(import_rows("mathverse", path, image_root))
     if benchmark in ("mathvista", "wemath"):
         convert = mathvista_row if benchmark == "mathvista" else wemath_row
-        loader = ImageLoader(image_root or os.path.dirname(os.path.abspath(path)))
+        loader = (
+            ImageLoader(image_root or os.path.dirname(os.path.abspath(path))) if images else None
+        )
         problems = []
         for index, row in read_rows(path):
             if isinstance(row, RecordError):
