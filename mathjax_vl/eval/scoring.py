@@ -16,6 +16,7 @@ from mathjax_vl.eval.extraction import extract_answer
 from mathjax_vl.eval.matching import answers_match, mathvista_normalize
 
 BENCHMARKS = ("mathverse", "mathvista", "wemath", "generic")
+MATHVISTA_NO_ANSWER = "N/A"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,12 +35,17 @@ def score_item(problem: EvalProblem, response: str, benchmark: str = "generic") 
     """Extract the answer from `response` and judge it against `problem.answer`."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark {benchmark!r} is not one of {BENCHMARKS}")
-    extracted = extract_answer(response, problem.choices)
+    extracted = extract_answer(response, problem.choices, problem.answer_type)
     if benchmark == "mathvista":
         # MathVista compares normalised strings exactly; multi-choice golds are option texts.
         question_type = problem.metadata.get("question_type", "free_form")
+        text = extracted.text
+        if text is None and question_type == "multi_choice":
+            # The official pipeline maps a response that names no option to the option nearest
+            # the extraction GPT writes for it ("N/A"); the published numbers include that.
+            text = MATHVISTA_NO_ANSWER
         normalised = mathvista_normalize(
-            extracted.text,
+            text,
             question_type=question_type,
             answer_type=problem.answer_type,
             choices=problem.choices,
