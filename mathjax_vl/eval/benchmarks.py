@@ -105,6 +105,10 @@ def load_benchmark(
                 raise row
             problems.append(convert(row, (path, index), loader))  # {pid: row} is read as rows
         return problems
+    if benchmark == "mathv":
+        from mathjax_vl.eval.mathv import load_mathv
+
+        return load_mathv(path, image_root, images=images)
     if benchmark == "generic":
         from mathjax_vl.data.storage import open_source
 
@@ -120,5 +124,5 @@ def load_benchmark(
                 )
         return problems
     raise ValueError(
-        f"unknown benchmark {benchmark!r}; expected mathverse|mathvista|wemath|generic"
+        f"unknown benchmark {benchmark!r}; expected mathverse|mathvista|wemath|mathv|generic"
     )

@@ -68,7 +68,8 @@ _REFUSAL_RE = re.compile(
     r"none of the (?:given |provided )?(?:options|choices|answers|above)|no correct (?:option|answer)|"
     r"not (?:available|listed|present|included|among|one of|in the (?:given |provided )?"
     r"(?:options|choices|list))|(?:a|an) (?:mistake|error|typo) in the (?:question|options|choices)|"
-    r"(?:is|are) not (?:valid|clear|correct|possible to)|as an ai|text-based ai|language model)",
+    r"(?:is|are) not (?:valid|clear|correct|possible to)|as an ai|text-based ai|language model)"
+    r"|不在选[项择]|没有(?:正确|合适)的?(?:答案|选项)|无法(?:确定|判断|回答)",
     re.IGNORECASE,
 )
 

@@ -14,8 +14,9 @@ from mathjax_vl.data.records import EvalProblem
 from mathjax_vl.eval import metrics
 from mathjax_vl.eval.extraction import extract_answer
 from mathjax_vl.eval.matching import answers_match, mathvista_normalize
+from mathjax_vl.eval.mathv import mathv_extract, mathv_judge, mathv_report
 
-BENCHMARKS = ("mathverse", "mathvista", "wemath", "generic")
+BENCHMARKS = ("mathverse", "mathvista", "wemath", "mathv", "generic")
 MATHVISTA_NO_ANSWER = "N/A"
 
 
@@ -35,6 +36,19 @@ def score_item(problem: EvalProblem, response: str, benchmark: str = "generic") 
     """Extract the answer from `response` and judge it against `problem.answer`."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark {benchmark!r} is not one of {BENCHMARKS}")
+    if benchmark == "mathv":
+        # MATH-V's official judge is rule-based; we apply its rules (eval/mathv.py).
+        answer = mathv_extract(response)
+        return ScoredItem(
+            problem_id=problem.problem_id,
+            version=problem.version,
+            answer=problem.answer,
+            response=response,
+            extracted=answer,
+            rule="mathv",
+            correct=mathv_judge(answer, problem.answer, problem.choices),
+            metadata=dict(problem.metadata),
+        )
     extracted = extract_answer(response, problem.choices, problem.answer_type)
     if benchmark == "mathvista":
         # MathVista compares normalised strings exactly; multi-choice golds are option texts.
@@ -112,6 +126,10 @@ def summarize(items: Iterable[ScoredItem], benchmark: str = "generic") -> dict[s
         ]
         report = metrics.wemath_report(metrics.wemath_problems_from_rows(rows))
         summary.update({k: v for k, v in dataclasses.asdict(report).items()})
+    elif benchmark == "mathv":
+        summary["breakdown"] = mathv_report(
+            [(i.metadata.get("subject", ""), i.metadata.get("level", 0), i.correct) for i in items]
+        )
     else:
         by_version: dict[str, list[bool]] = {}
         for item in items:

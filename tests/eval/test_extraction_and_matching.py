@@ -16,7 +16,7 @@ CHOICES = ["A: 30°", "B: 40°", "C: 50°", "D: 60°"]
         ("Reasoning...\nAnswer: (D)", "D", "phrase"),
         ("We get 40°.\nThe correct option is B: 40°", "B", "phrase"),
         ("Thus the answer is 50°.", "C", "phrase"),  # option text mapped to its letter
-        ("Looking at the figure...\nA", "A", "letter"),
+        ("Looking at the figure...\nA", "A", "last_line"),
     ],
 )
 def test_multiple_choice_letters_and_option_texts(response, expected, rule):
