@@ -22,6 +22,7 @@ the span. Which rule fired is returned so reports show how often each was needed
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Sequence
 
@@ -229,6 +230,7 @@ def _option_body(choice: str) -> str:
     return re.sub(r"^\s*\(?[A-H]\)?\s*[:.)]\s*", "", choice) or choice
 
 
+@functools.lru_cache(maxsize=32)
 def _letters(num_choices: int) -> str:
     return "".join(chr(ord("A") + i) for i in range(min(num_choices, 26)))
 
