@@ -91,13 +91,13 @@ def _math_verify_equal(gold: str, pred: str) -> bool:
     if len(gold) > MATH_VERIFY_MAX_CHARS or len(pred) > MATH_VERIFY_MAX_CHARS:
         return False
 
+    import logging
+
+    from math_verify import parse, verify  # imported outside the time bound (slow first import)
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # we bound the time ourselves
+
     def compare() -> bool:
-        import logging
-
-        from math_verify import parse, verify
-
-        logging.getLogger("math_verify").setLevel(logging.ERROR)  # we bound the time ourselves
-
         def _parse(text: str):
             text = normalize_unicode_math(text.strip())
             wrapped = text if "$" in text or "\\boxed" in text else f"${text}$"

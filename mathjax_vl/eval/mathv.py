@@ -217,10 +217,10 @@ def _numeric_value(text: str) -> int | float | None:
     """The value of a LaTeX/plain expression as the official `eval(str(latex2sympy(x)))` gives it:
     an int for integers, a float otherwise; None when symbolic, unparsable, or too slow."""
 
-    def convert() -> int | float | None:
-        import sympy
-        from latex2sympy2_extended import latex2sympy
+    import sympy  # imported outside the time bound (slow first import)
+    from latex2sympy2_extended import latex2sympy
 
+    def convert() -> int | float | None:
         expr = latex2sympy(text)
         if not isinstance(expr, sympy.Expr) or expr.free_symbols or expr.has(sympy.E, sympy.I):
             return None

@@ -115,6 +115,17 @@ def summarize(items: Iterable[ScoredItem], benchmark: str = "generic") -> dict[s
             abs_skewness=report.abs_skewness,
             coefficient_of_variation=report.coefficient_of_variation,
         )
+        summary["breakdown"] = metrics.mathverse_breakdown(
+            (
+                i.version,
+                str(i.metadata.get("subject", "")),
+                str(i.metadata.get("subfield", "")),
+                i.correct,
+            )
+            for i in items
+        )
+    elif benchmark == "mathvista":
+        summary["breakdown"] = metrics.mathvista_breakdown((i.metadata, i.correct) for i in items)
     elif benchmark == "wemath":
         rows = [
             {
@@ -126,6 +137,9 @@ def summarize(items: Iterable[ScoredItem], benchmark: str = "generic") -> dict[s
         ]
         report = metrics.wemath_report(metrics.wemath_problems_from_rows(rows))
         summary.update({k: v for k, v in dataclasses.asdict(report).items()})
+        for row, item in zip(rows, items):
+            row["knowledge concept"] = item.metadata.get("knowledge concept")
+        summary["steps"] = metrics.wemath_step_report(rows)
     elif benchmark == "mathv":
         summary["breakdown"] = mathv_report(
             [(i.metadata.get("subject", ""), i.metadata.get("level", 0), i.correct) for i in items]

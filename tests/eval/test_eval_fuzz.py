@@ -13,8 +13,8 @@ import pytest
 
 from mathjax_vl.eval import matching
 from mathjax_vl.eval.extraction import extract_answer, numbers_in
-from mathjax_vl.eval.mathv import mathv_equal, mathv_extract, mathv_judge
 from mathjax_vl.eval.matching import answers_match, as_plain_number, mathvista_normalize
+from mathjax_vl.eval.mathv import mathv_equal, mathv_extract, mathv_judge
 from mathjax_vl.eval.safety import bounded_call
 
 ATOMS = [
