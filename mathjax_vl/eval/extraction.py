@@ -66,9 +66,11 @@ _REFUSAL_RE = re.compile(
     r"insufficient|not (?:clear|specified|provided|given)|no (?:image|figure|graph|information)|"
     r"not able|don't have|do not have|need more|provide more|without (?:the|an?) (?:image|figure)|"
     r"please (?:provide|describe|share|clarify|specify)|"
-    r"none of the (?:given |provided )?(?:options|choices|answers|above)|no correct (?:option|answer)|"
+    r"none of the (?:given |provided )?(?:options|choices|answers|above)|"
+    r"no correct (?:option|answer)|"
     r"not (?:available|listed|present|included|among|one of|in the (?:given |provided )?"
-    r"(?:options|choices|list))|(?:a|an) (?:mistake|error|typo) in the (?:question|options|choices)|"
+    r"(?:options|choices|list))|"
+    r"(?:a|an) (?:mistake|error|typo) in the (?:question|options|choices)|"
     r"(?:is|are) not (?:valid|clear|correct|possible to)|as an ai|text-based ai|language model)"
     r"|不在选[项择]|没有(?:正确|合适)的?(?:答案|选项)|无法(?:确定|判断|回答)",
     re.IGNORECASE,
@@ -166,7 +168,7 @@ def _sentences(response: str) -> list[str]:
 
 
 def numbers_in(span: str) -> list[str]:
-    """Plain numbers in `span`, in order ("1,250" -> "1250", "−3" -> "-3", "\\frac{1}{2}" -> "1/2")."""
+    """Plain numbers in `span`, in order: "1,250" -> "1250", "−3" -> "-3", "\\frac{1}{2}" -> "1/2"."""
     span = _FRAC_RE.sub(lambda m: f" {m.group(1)}/{m.group(2)} ", span)
     found = []
     for match in _NUMBER_RE.finditer(span):
