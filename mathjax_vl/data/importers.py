@@ -322,11 +322,10 @@ def mathverse_choices(question: str) -> tuple[str, ...]:
     """Options listed after "Choices:" / "Choice:" in a MathVerse question ("A:12 cm" lines, or
     "A. 1 B. 2" on one line), in order, as "A: text"; an option's text may be empty. () when the
     options are only in the image (vision-only versions)."""
-    header = None
-    for header in _MATHVERSE_CHOICES_HEADER.finditer(question):
-        pass  # the last header: the question text itself may say "options"
-    if header is None:
+    headers = list(_MATHVERSE_CHOICES_HEADER.finditer(question))
+    if not headers:
         return ()
+    header = headers[-1]  # the last header: the question text itself may say "options"
     tail = question[header.end() :]
     marks = []
     for mark in _MATHVERSE_OPTION_MARK.finditer(tail):

@@ -168,7 +168,7 @@ def _sentences(response: str) -> list[str]:
 
 
 def numbers_in(span: str) -> list[str]:
-    """Plain numbers in `span`, in order: "1,250" -> "1250", "−3" -> "-3", "\\frac{1}{2}" -> "1/2"."""
+    """Plain numbers in `span`, in order ("1,250" -> "1250", "\\frac{1}{2}" -> "1/2")."""
     span = _FRAC_RE.sub(lambda m: f" {m.group(1)}/{m.group(2)} ", span)
     found = []
     for match in _NUMBER_RE.finditer(span):
