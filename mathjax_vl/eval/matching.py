@@ -10,6 +10,7 @@ for any string (inf, nan, 1e400, unicode, megabytes); math-verify runs under a t
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -86,6 +87,17 @@ def as_plain_number(text: str | None) -> float | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _warm_up(parse, verify) -> None:
+    """The first parse builds math-verify's grammars (seconds on a busy machine); do it once,
+    outside the per-item time bound, so the bound measures the comparison itself."""
+    verify(
+        parse("$x^2+1$", parsing_timeout=None),
+        parse("$1$", parsing_timeout=None),
+        timeout_seconds=None,
+    )
+
+
 def _math_verify_equal(gold: str, pred: str) -> bool:
     """Symbolic equality by math-verify; False on any failure or after MATH_VERIFY_SECONDS."""
     if len(gold) > MATH_VERIFY_MAX_CHARS or len(pred) > MATH_VERIFY_MAX_CHARS:
@@ -96,6 +108,7 @@ def _math_verify_equal(gold: str, pred: str) -> bool:
     from math_verify import parse, verify  # imported outside the time bound (slow first import)
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # we bound the time ourselves
+    _warm_up(parse, verify)
 
     def compare() -> bool:
         def _parse(text: str):

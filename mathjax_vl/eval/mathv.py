@@ -17,6 +17,7 @@ expression itself (no `eval` of model text) and bound its time per item.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import defaultdict
@@ -213,12 +214,20 @@ def strip_math_string(s: str) -> str:
 # --- judging (official rules) --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def _warm_up(latex2sympy) -> None:
+    """The first conversion builds the LaTeX parser; once, outside the per-item time bound."""
+    latex2sympy("\\frac{1}{2}")
+
+
 def _numeric_value(text: str) -> int | float | None:
     """The value of a LaTeX/plain expression as the official `eval(str(latex2sympy(x)))` gives it:
     an int for integers, a float otherwise; None when symbolic, unparsable, or too slow."""
 
     import sympy  # imported outside the time bound (slow first import)
     from latex2sympy2_extended import latex2sympy
+
+    _warm_up(latex2sympy)
 
     def convert() -> int | float | None:
         expr = latex2sympy(text)
