@@ -88,9 +88,11 @@ def as_plain_number(text: str | None) -> float | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _warm_up(parse, verify) -> None:
+def _warm_up() -> None:
     """The first parse builds math-verify's grammars (seconds on a busy machine); do it once,
     outside the per-item time bound, so the bound measures the comparison itself."""
+    from math_verify import parse, verify
+
     verify(
         parse("$x^2+1$", parsing_timeout=None),
         parse("$1$", parsing_timeout=None),
@@ -108,7 +110,7 @@ def _math_verify_equal(gold: str, pred: str) -> bool:
     from math_verify import parse, verify  # imported outside the time bound (slow first import)
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # we bound the time ourselves
-    _warm_up(parse, verify)
+    _warm_up()
 
     def compare() -> bool:
         def _parse(text: str):

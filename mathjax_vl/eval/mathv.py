@@ -215,8 +215,10 @@ def strip_math_string(s: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _warm_up(latex2sympy) -> None:
+def _warm_up() -> None:
     """The first conversion builds the LaTeX parser; once, outside the per-item time bound."""
+    from latex2sympy2_extended import latex2sympy
+
     latex2sympy("\\frac{1}{2}")
 
 
@@ -227,7 +229,7 @@ def _numeric_value(text: str) -> int | float | None:
     import sympy  # imported outside the time bound (slow first import)
     from latex2sympy2_extended import latex2sympy
 
-    _warm_up(latex2sympy)
+    _warm_up()
 
     def convert() -> int | float | None:
         expr = latex2sympy(text)
