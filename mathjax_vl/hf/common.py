@@ -218,7 +218,7 @@ class CheckpointReader:
             header = self._header(file)
             full = int(np.prod(header.shape(key), dtype=np.int64))
             out = header.read(key, index)
-        return streaming.log_read(key, out, full)
+        return streaming.log_read(key, out, full, index)
 
     def _raw(self, key: str) -> np.ndarray:
         return self.read(key)
@@ -291,9 +291,9 @@ def save_safetensors(
     Values may be numpy arrays or streaming.LazyArrays; they are written one block at a time.
     Returns the written file names.
     """
-    if max_shard_bytes is None:
-        max_shard_bytes = streaming.options().max_shard_size
-    return sio.write_sharded(path, tensors, sio.parse_size(max_shard_bytes), stem="model")
+    opts = streaming.options()
+    size = sio.parse_size(max_shard_bytes if max_shard_bytes is not None else opts.max_shard_size)
+    return sio.write_sharded(path, tensors, size, stem="model", block_bytes=opts.block_bytes)
 
 
 def to_numpy(x: Any) -> np.ndarray:

@@ -48,7 +48,7 @@ CODES = {v: k for k, v in DTYPES.items()}
 FLOAT_CODES = ("F64", "F32", "F16", "BF16")
 # transformers' save_pretrained default (transformers 5)
 DEFAULT_MAX_SHARD_SIZE = "50GB"
-BLOCK_BYTES = 64 << 20  # bytes pulled from a lazy value per write
+BLOCK_BYTES = 32 << 20  # bytes pulled from a lazy value per write (whole rows, at least one)
 
 
 class SafetensorsError(ValueError):
@@ -183,6 +183,7 @@ def _write_file(
     specs: list[tuple[str, tuple[int, ...], np.dtype]],
     tensors: Mapping[str, Any],
     metadata: dict[str, str],
+    block_bytes: int,
 ) -> None:
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
@@ -203,7 +204,7 @@ def _write_file(
             f.write(raw)
             for key, _shape, dtype in specs:
                 written = 0
-                for block in blocks(tensors[key]):
+                for block in blocks(tensors[key], block_bytes):
                     block = np.asarray(block)
                     if block.dtype != dtype:
                         block = block.astype(dtype)
@@ -226,6 +227,7 @@ def write_sharded(
     max_shard_bytes: int | None,
     stem: str = "model",
     metadata: dict[str, str] | None = None,
+    block_bytes: int = BLOCK_BYTES,
 ) -> list[str]:
     """Writes `tensors` (key -> array or LazyArray) as STEM.safetensors, or as
     STEM-0000i-of-0000n.safetensors + STEM.safetensors.index.json when over max_shard_bytes.
@@ -239,12 +241,14 @@ def write_sharded(
     meta = {"format": "pt", **(metadata or {})}
     shards = plan_shards(specs, max_shard_bytes)
     if len(shards) == 1:
-        _write_file(os.path.join(path, f"{stem}.safetensors"), shards[0], tensors, meta)
+        _write_file(
+            os.path.join(path, f"{stem}.safetensors"), shards[0], tensors, meta, block_bytes
+        )
         return [f"{stem}.safetensors"]
     names, weight_map, total = [], {}, 0
     for i, shard in enumerate(shards):
         name = f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        _write_file(os.path.join(path, name), shard, tensors, meta)
+        _write_file(os.path.join(path, name), shard, tensors, meta, block_bytes)
         names.append(name)
         for key, shape, dtype in shard:
             weight_map[key] = name

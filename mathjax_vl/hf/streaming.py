@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mathjax_vl.hf.safetensors_io import DEFAULT_MAX_SHARD_SIZE
+from mathjax_vl.hf.safetensors_io import BLOCK_BYTES, DEFAULT_MAX_SHARD_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Options:
     """Knobs of the writers that per-architecture save functions do not pass through."""
 
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
+    block_bytes: int = BLOCK_BYTES  # the writers' working set per tensor (whole rows)
 
 
 _LAZY: contextvars.ContextVar[bool] = contextvars.ContextVar("mathjax_vl_hf_lazy", default=False)
@@ -47,11 +48,14 @@ def options() -> Options:
 
 
 @contextlib.contextmanager
-def lazy(max_shard_size: int | str | None = None):
+def lazy(max_shard_size: int | str | None = None, block_bytes: int | None = None):
     """Converters called inside return LazyArrays (see module docstring); writers called inside
-    shard at `max_shard_size` (default: transformers' save_pretrained default)."""
+    shard at `max_shard_size` (default: transformers' save_pretrained default) and pull
+    `block_bytes` at a time."""
     token = _LAZY.set(True)
-    opts = _OPTIONS.set(Options(max_shard_size or DEFAULT_MAX_SHARD_SIZE))
+    opts = _OPTIONS.set(
+        Options(max_shard_size or DEFAULT_MAX_SHARD_SIZE, block_bytes or BLOCK_BYTES)
+    )
     try:
         yield
     finally:
@@ -89,12 +93,14 @@ class ReadLog:
     active: ReadLog | None = None
 
     def __init__(self):
-        self.reads: list[tuple[str, int, int]] = []  # (key, elements read, elements in tensor)
+        # (key, region as ((start, stop), ...) or None for whole, elements read, elements in it)
+        self.reads: list[tuple[str, Any, int, int]] = []
         self.live = 0
         self.peak_live = 0
 
-    def record(self, key: str, array: np.ndarray, full_size: int) -> np.ndarray:
-        self.reads.append((key, int(array.size), int(full_size)))
+    def record(self, key: str, array: np.ndarray, full_size: int, index: Any = None) -> np.ndarray:
+        region = None if index is None else tuple((s.start, s.stop) for s in index)
+        self.reads.append((key, region, int(array.size), int(full_size)))
         self.live += 1
         self.peak_live = max(self.peak_live, self.live)
         weakref.finalize(array, self._release)
@@ -111,9 +117,9 @@ class ReadLog:
         ReadLog.active = self._prev
 
 
-def log_read(key: str, array: np.ndarray, full_size: int) -> np.ndarray:
+def log_read(key: str, array: np.ndarray, full_size: int, index: Any = None) -> np.ndarray:
     log = ReadLog.active
-    return log.record(key, array, full_size) if log is not None else array
+    return log.record(key, array, full_size, index) if log is not None else array
 
 
 class LazyArray:
@@ -197,6 +203,43 @@ class Stored(LazyArray):
 
 def as_lazy(value: Any) -> LazyArray:
     return value if isinstance(value, LazyArray) else Stored(value)
+
+
+def export_dtype(
+    requested: str | None, params: Any, source_dtype: str | None, what: str
+) -> str | None:
+    """The dtype an export writes: `requested`, else the source dtype recorded at import when
+    the params differ from it (e.g. a trained float32 master of a bfloat16 model; a one-line
+    notice goes to stderr), else None (keep the params' dtype)."""
+    import sys
+
+    import jax
+
+    if requested is not None:
+        return requested
+    if not source_dtype:
+        return None
+    dtypes = {np.dtype(x.dtype).name for x in jax.tree.leaves(params)}
+    if dtypes == {source_dtype}:
+        return None
+    print(
+        f"export-hf: {what} holds {'/'.join(sorted(dtypes))} parameters; writing the source "
+        f"dtype {source_dtype} (pass --dtype to choose another)",
+        file=sys.stderr,
+    )
+    return source_dtype
+
+
+def cast_lazily(params: Any, dtype: str | None) -> Any:
+    """The params tree with every leaf a LazyArray cast to `dtype` when read (no copy now)."""
+    import jax
+
+    from mathjax_vl.models.precision import to_dtype
+
+    if dtype is None:
+        return params
+    target = np.dtype(to_dtype(dtype))
+    return jax.tree.map(lambda w: as_lazy(w).astype(target), params)
 
 
 def materialize(tree: Any) -> Any:

@@ -39,8 +39,17 @@ def register(subparsers) -> None:
     )
     p.add_argument("src", help="local Hugging Face model directory")
     p.add_argument("out", help="output checkpoint directory (must not exist or be empty)")
-    p.add_argument("--param-dtype", default="float32", help="parameter storage dtype")
+    p.add_argument(
+        "--param-dtype",
+        default=None,
+        help="parameter storage dtype (default: the source's, e.g. bfloat16 stays bfloat16)",
+    )
     p.add_argument("--dtype", default="float32", help="compute dtype recorded in the config")
+    p.add_argument(
+        "--max-shard-size",
+        default="5GB",
+        help="shard the checkpoint's params.safetensors above this size (e.g. 5GB, 500MB)",
+    )
     p.set_defaults(func=run_import)
 
     e = subparsers.add_parser(
@@ -69,7 +78,16 @@ def register(subparsers) -> None:
         help="override of the stage config, as in `train --config.KEY=VALUE` (repeatable)",
     )
     e.add_argument("--tokenizer", default=None, help="dir with tokenizer/processor files to copy")
-    e.add_argument("--dtype", default=None, help="cast tensors on export (e.g. bfloat16)")
+    e.add_argument(
+        "--dtype",
+        default=None,
+        help="dtype of the written tensors (default: the source dtype recorded at import)",
+    )
+    e.add_argument(
+        "--max-shard-size",
+        default=None,
+        help="shard size, like save_pretrained's max_shard_size (default: transformers' 50GB)",
+    )
     e.set_defaults(func=run_export)
 
 
@@ -78,26 +96,73 @@ def _check_out(path: str) -> None:
         raise ValueError(f"output directory {path} exists and is not empty")
 
 
+def _cleanup(out: str, existed: bool) -> None:
+    """Removes what a failed command wrote into `out` (which was absent or empty)."""
+    if not os.path.isdir(out):
+        return
+    if existed:
+        for name in os.listdir(out):
+            full = os.path.join(out, name)
+            shutil.rmtree(full) if os.path.isdir(full) else os.remove(full)
+    else:
+        shutil.rmtree(out)
+
+
+def _param_dtype(requested: str | None, source: str | None) -> str:
+    from mathjax_vl.models.precision import to_dtype
+
+    if requested is not None:
+        return requested
+    try:
+        to_dtype(source or "float32")
+    except ValueError:
+        return "float32"
+    return source or "float32"
+
+
 def run_import(args) -> int:
-    from mathjax_vl.hf import registry
-    from mathjax_vl.hf.common import ConversionError
+    """Streams SRC -> OUT tensor by tensor: mapped, cast to --param-dtype and written."""
+    from mathjax_vl.hf import registry, streaming
+    from mathjax_vl.hf.common import CheckpointReader, ConversionError
     from mathjax_vl.hf.llava import TOKENIZER_FILES
 
+    existed, checked = os.path.isdir(args.out), False
     try:
         _check_out(args.out)
-        kind, cfg, params = registry.load_hf(
-            args.src, param_dtype=args.param_dtype, dtype=args.dtype
+        checked = True
+        registry.detect_kind(args.src)  # an unsupported architecture is named first
+        source_dtype = CheckpointReader(args.src).source_dtype()
+        param_dtype = _param_dtype(args.param_dtype, source_dtype)
+        with streaming.lazy():
+            kind, cfg, params = registry.load_hf(
+                args.src, param_dtype=param_dtype, dtype=args.dtype
+            )
+        os.makedirs(args.out, exist_ok=True)
+        from mathjax_vl.hf import checkpoint
+
+        checkpoint.save(
+            args.out,
+            kind,
+            registry.config_to_dict(kind, cfg),
+            params,
+            source_dtype=source_dtype,
+            source=os.path.abspath(args.src),
+            max_shard_size=args.max_shard_size,
         )
     except (ConversionError, ValueError) as e:
+        if checked:  # only what this command wrote
+            _cleanup(args.out, existed)
         print(f"import-hf: {e}", file=sys.stderr)
         return 2
-    registry.save_checkpoint(args.out, kind, cfg, params)
     copied = []
     for name in TOKENIZER_FILES:
         if os.path.exists(os.path.join(args.src, name)):
             shutil.copyfile(os.path.join(args.src, name), os.path.join(args.out, name))
             copied.append(name)
-    print(f"imported {kind} from {args.src} -> {args.out} (copied: {', '.join(copied) or 'none'})")
+    print(
+        f"imported {kind} from {args.src} -> {args.out} (source dtype {source_dtype}, params "
+        f"{param_dtype}; copied: {', '.join(copied) or 'none'})"
+    )
     return 0
 
 
@@ -171,25 +236,25 @@ def _export_train_run(args) -> int:
 
 
 def _export_checkpoint(args, out: str) -> int:
-    import jax
-    import numpy as np
-
-    from mathjax_vl.hf import registry
+    """Streams CKPT -> OUT: one tensor converted and cast at a time, written shard by shard."""
+    from mathjax_vl.hf import registry, streaming
     from mathjax_vl.hf.common import ConversionError
-    from mathjax_vl.models.precision import to_dtype
 
+    existed, checked = os.path.isdir(out), False
     try:
         _check_out(out)
-        kind, cfg, params = registry.load_any(args.ckpt)
-        if args.dtype is not None:
-            params = jax.tree.map(lambda w: np.asarray(w).astype(to_dtype(args.dtype)), params)
+        checked = True
+        kind, cfg, params, meta = registry.open_any(args.ckpt)
+        dtype = streaming.export_dtype(args.dtype, params, meta.get("source_dtype"), args.ckpt)
+        params = streaming.cast_lazily(params, dtype)
         tok = args.tokenizer
         if tok is None and registry.is_checkpoint(args.ckpt):
             tok = args.ckpt
-        files = registry.save_hf(kind, cfg, params, out, tokenizer_dir=tok)
+        with streaming.lazy(args.max_shard_size):
+            files = registry.save_hf(kind, cfg, params, out, tokenizer_dir=tok)
     except (ConversionError, ValueError) as e:
-        if os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)
+        if checked:  # only what this command wrote
+            _cleanup(out, existed)
         print(f"export-hf: {e}", file=sys.stderr)
         return 2
     print(f"exported {kind} from {args.ckpt} -> {out}: {', '.join(files)}")
