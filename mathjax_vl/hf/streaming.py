@@ -291,7 +291,9 @@ class HFLayout:
             cols = _flat(ranges[k:], self.ours[k:])  # indices into `out`
             r0, c0 = int(rows.min()), int(cols.min())
             sub = read_hf((slice(c0, int(cols.max()) + 1), slice(r0, int(rows.max()) + 1)))
-            return np.ascontiguousarray(sub[np.ix_(cols - c0, rows - r0)].T).reshape(region)
+            if sub.shape != (len(cols), len(rows)):  # region not a box in HF's layout
+                sub = sub[np.ix_(cols - c0, rows - r0)]
+            return np.ascontiguousarray(sub.T).reshape(region)
         if self.kind == "conv":
             _, c, p, q = self.hf_shape  # ours [p*q*c, d] rows ordered (ph, pw, c)
             rr, dr = ranges
@@ -334,14 +336,32 @@ class ImportedLeaf(LazyArray):
 
 
 class ExportedTensor(LazyArray):
-    """One HF tensor made from (one layer of) our leaf `value`; read whole."""
+    """One HF tensor made from (one layer of) our leaf `value`. A layout-free tensor (e.g. an
+    embedding) is read region by region; a transposed one is converted whole (one layer)."""
 
     def __init__(self, value: Any, kind: str, hf_shape: tuple[int, ...]):
         self.value, self.kind = value, kind
         self.shape, self.dtype = tuple(hf_shape), np.dtype(value.dtype)
+        self.direct = kind == "copy" and tuple(value.shape) == self.shape
 
     def read(self, index: Index | None = None) -> np.ndarray:
         from mathjax_vl.hf.leaves import _to_hf
 
+        if self.direct:
+            return np.asarray(self.value.read(index))
         a = _to_hf(np.asarray(self.value.read()), self.kind, self.shape)
         return a if index is None else a[_slices(normalize(index, self.shape))]
+
+    def blocks(self, max_bytes: int) -> Iterator[np.ndarray]:
+        if self.direct:
+            yield from super().blocks(max_bytes)
+            return
+        whole = self.read()
+        rows = max(
+            1, max_bytes // max(1, whole.nbytes // max(1, whole.shape[0] if whole.ndim else 1))
+        )
+        if whole.ndim == 0 or whole.nbytes <= max_bytes:
+            yield whole
+            return
+        for r in range(0, whole.shape[0], rows):
+            yield whole[r : r + rows]
