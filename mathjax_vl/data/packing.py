@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import grain
 import numpy as np
 
-IGNORE_INDEX = -100
+from mathjax_vl.losses.constants import IGNORE_INDEX
 
 
 def bucket_length(length: int, buckets: Sequence[int]) -> int:

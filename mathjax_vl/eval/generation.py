@@ -18,7 +18,7 @@ sits in the same cache slot, so one decode step serves the whole batch) to a mul
 compiles a handful of shapes. Positions follow HF generate (`cumsum(mask) - 1`), so greedy output
 equals `transformers`' token for token.
 
-Decoding is mathjax_vl.decoding's (through models.vlm.generate_vlm for a VLM): the VLM embeds the
+Decoding is mathjax_vl.decoding's (through decoding.generate_vlm for a VLM): the VLM embeds the
 prompt with image features scattered in, the decoder prefills its KV cache from those embeddings,
 then a jitted `lax.while_loop` of one-token steps runs until every row has produced a stop token
 or `max_new_tokens` are done. Greedy by default (deterministic); with `temperature > 0`, nucleus
@@ -298,18 +298,17 @@ class GenerationEngine:
                 check_image_tokens(ids, len(images), self.handle.config)
         rng = jax.random.fold_in(jax.random.key(cfg.seed), batch_index)
         if self.handle.kind == "vlm":
-            from mathjax_vl.models.vlm import generate_vlm
+            from mathjax_vl.decoding import generate_vlm
 
             out = generate_vlm(
                 self.handle.config, self.params, ids, mask, pixels, self.sampling, rng
             )
         else:
             from mathjax_vl.decoding import generate
-            from mathjax_vl.models.qwen2 import Qwen2
+            from mathjax_vl.models import registry
 
-            out = generate(
-                Qwen2(self.handle.config), self.params, ids, mask, sampling=self.sampling, rng=rng
-            )
+            model = registry.build(self.handle.config)
+            out = generate(model, self.params, ids, mask, sampling=self.sampling, rng=rng)
         tokens = np.asarray(out.tokens)[: len(prompts)]
         return [self._decode(row) for row in tokens]
 

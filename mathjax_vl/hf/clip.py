@@ -7,6 +7,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from mathjax_vl.hf import common
+from mathjax_vl.hf import registry as hf_registry
 from mathjax_vl.hf.common import ConversionError
 from mathjax_vl.hf.leaves import (
     Leaf,
@@ -153,3 +154,45 @@ def save_clip_vision(params: Any, cfg: CLIPVisionConfig, path: str) -> list[str]
     hf_cfg["dtype"] = str(next(iter(state.values())).dtype)
     common.write_config(path, hf_cfg)
     return common.save_safetensors(path, state)
+
+
+def vision_config_from_hf(hf: dict, where: str = "<config>", **knobs: Any) -> CLIPVisionConfig:
+    try:
+        return CLIPVisionConfig.from_hf(hf, **knobs)
+    except (ValueError, TypeError) as e:
+        raise ConversionError(f"{where}: {e}") from e
+
+
+def _save_dual(params: Any, cfg: CLIPConfig, path: str, **kw: Any) -> list[str]:
+    return save_clip(params, cfg, path)
+
+
+def _save_vision(params: Any, cfg: CLIPVisionConfig, path: str, **kw: Any) -> list[str]:
+    return save_clip_vision(params, cfg, path)
+
+
+hf_registry.register(
+    hf_registry.HFArchitecture(
+        kind="clip",
+        architectures=("CLIPModel",),
+        model_types=("clip",),
+        config_from_hf=lambda hf, where="<config>", **k: CLIPConfig.from_hf(hf, **k),
+        config_to_hf=lambda c: c.to_hf(),
+        load=load_clip,
+        save=_save_dual,
+    )
+)
+hf_registry.register(
+    hf_registry.HFArchitecture(
+        kind="clip_vision",
+        architectures=("CLIPVisionModel",),
+        model_types=("clip_vision_model",),
+        config_from_hf=vision_config_from_hf,
+        config_to_hf=lambda c: c.to_hf(),
+        load=load_clip,
+        save=_save_vision,
+        leaves=vision_leaves,
+        anchor_suffix=PATCH_SUFFIX,
+        processor_class="CLIPImageProcessor",
+    )
+)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mathjax_vl.hf import common
+from mathjax_vl.hf import registry as hf_registry
 from mathjax_vl.hf.common import ConversionError
 from mathjax_vl.hf.leaves import (
     Leaf,
@@ -216,3 +217,40 @@ def save_siglip(params: Any, cfg: SiglipConfig, path: str) -> list[str]:
     hf_cfg["dtype"] = str(next(iter(state.values())).dtype)
     common.write_config(path, hf_cfg)
     return common.save_safetensors(path, state)
+
+
+def _save_vision(params: Any, cfg: SiglipVisionConfig, path: str, **kw: Any) -> list[str]:
+    return save_siglip_vision(params, cfg, path)
+
+
+def _save_dual(params: Any, cfg: SiglipConfig, path: str, **kw: Any) -> list[str]:
+    return save_siglip(params, cfg, path)
+
+
+hf_registry.register(
+    hf_registry.HFArchitecture(
+        kind="siglip_vision",
+        architectures=("SiglipVisionModel",),
+        model_types=("siglip_vision_model",),
+        config_from_hf=vision_config_from_hf,
+        config_to_hf=lambda c: c.to_hf(),
+        load=lambda path, **knobs: load_siglip_vision(path, **knobs)[:2],
+        save=_save_vision,
+        leaves=vision_leaves,
+        anchor_suffix=PATCH_SUFFIX,
+        adapt_source=split_in_proj,
+        adapt_export=merge_in_proj,
+        processor_class="SiglipImageProcessor",
+    )
+)
+hf_registry.register(
+    hf_registry.HFArchitecture(
+        kind="siglip",
+        architectures=("SiglipModel",),
+        model_types=("siglip",),
+        config_from_hf=lambda hf, where="<config>", **k: SiglipConfig.from_hf(hf, **k),
+        config_to_hf=lambda c: c.to_hf(),
+        load=load_siglip,
+        save=_save_dual,
+    )
+)

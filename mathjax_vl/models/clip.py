@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from mathjax_vl.models import logical_axes as ax
+from mathjax_vl.models import registry
 from mathjax_vl.models.layers import Dense, logical_param
 from mathjax_vl.models.siglip import VisionOutput
 from mathjax_vl.models.vit import LayerNorm, PatchEmbed, dtypes, encoder_from_config
@@ -177,9 +178,15 @@ class CLIPVisionModel(nn.Module):
 
     @nn.compact
     def __call__(
-        self, pixel_values: Array, feature_layers: Sequence[int] = (), collect_all: bool = False
+        self,
+        pixel_values: Array,
+        feature_layers: Sequence[int] = (),
+        collect_all: bool = False,
+        use_head: bool = True,
     ) -> VisionOutput:
-        """pixel_values [B, H, W, C] -> VisionOutput; hidden state 0 is after pre_layrnorm."""
+        """pixel_values [B, H, W, C] -> VisionOutput; hidden state 0 is after pre_layrnorm.
+        use_head: the tower interface's flag (SigLIP's MAP head); CLIP has no head."""
+        del use_head
         cfg = self.cfg
         kw = dtypes(cfg)
         b, h, w, _ = pixel_values.shape
@@ -325,3 +332,31 @@ class CLIPDualEncoder(nn.Module):
             "logit_scale": scale,
             "logits_per_image": jnp.exp(scale) * img @ txt.T,
         }
+
+
+def _pixels(v: CLIPVisionConfig) -> Array:
+    return jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
+
+
+registry.register(
+    registry.Architecture(
+        kind="clip_vision",
+        role="tower",
+        config_cls=CLIPVisionConfig,
+        module_cls=CLIPVisionModel,
+        scope="vision_tower",
+        init_inputs=lambda c: ((_pixels(c),), {}),
+        resize_mode="shortest_edge_crop",
+        description="CLIP vision tower (class token; shortest-edge resize + centre crop)",
+    )
+)
+registry.register(
+    registry.Architecture(
+        kind="clip",
+        role="dual_encoder",
+        config_cls=CLIPConfig,
+        module_cls=CLIPDualEncoder,
+        init_inputs=lambda c: ((_pixels(c.vision), jnp.zeros((1, 4), jnp.int32)), {}),
+        description="CLIP dual encoder (MAVIS CLIP-Math)",
+    )
+)

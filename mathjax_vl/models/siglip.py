@@ -4,7 +4,7 @@ Conv patch embedding (with bias) + learned positions (no class token) -> pre-LN 
 post-LayerNorm -> optional multi-head attention-pooling ("MAP") head. A VLM takes its features
 from an intermediate hidden state (Math-PUMA: -2, before the post-LayerNorm), so the tower returns
 the requested `feature_layers` alongside the final outputs.
-Pixels are NHWC [B, H, W, C], already rescaled and normalised (mathjax_vl.models.image_processing).
+Pixels are NHWC [B, H, W, C], already rescaled and normalised (mathjax_vl.data.tower_images).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from mathjax_vl.models import logical_axes as ax
+from mathjax_vl.models import registry
 from mathjax_vl.models.layers import logical_param
 from mathjax_vl.models.vit import (
     MLP,
@@ -328,3 +329,31 @@ class SiglipDualEncoder(nn.Module):
             "logit_bias": bias,
             "logits_per_image": jnp.exp(scale) * img @ txt.T + bias,
         }
+
+
+def _pixels(v: SiglipVisionConfig) -> Array:
+    return jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
+
+
+registry.register(
+    registry.Architecture(
+        kind="siglip_vision",
+        role="tower",
+        config_cls=SiglipVisionConfig,
+        module_cls=SiglipVisionModel,
+        scope="vision_tower",
+        init_inputs=lambda c: ((_pixels(c),), {}),
+        resize_mode="squash",
+        description="SigLIP vision tower (no class token; squash resize)",
+    )
+)
+registry.register(
+    registry.Architecture(
+        kind="siglip",
+        role="dual_encoder",
+        config_cls=SiglipConfig,
+        module_cls=SiglipDualEncoder,
+        init_inputs=lambda c: ((_pixels(c.vision), jnp.zeros((1, 4), jnp.int32)), {}),
+        description="SigLIP dual encoder (HF SiglipModel)",
+    )
+)

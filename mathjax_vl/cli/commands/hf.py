@@ -14,7 +14,7 @@ plus the tokenizer / processor files found in SRC_DIR, so `generate` and `export
 export-hf writes an HF directory loadable by `from_pretrained` (Llava, Qwen2, SigLIP, CLIP),
 copying tokenizer/processor files from --tokenizer (default: the checkpoint dir). A model with the
 Math-PUMA SwiGLU projector cannot be exported as Llava: the command says so and writes nothing.
-With --train-dir it exports a training run instead (mathjax_vl.hf.export_run): the newest
+With --train-dir it exports a training run instead (mathjax_vl.eval.export_run): the newest
 complete checkpoint (or --step N), trainable + frozen params, the architecture from the stage
 config (--train-config, default RUN_DIR/config.py as the demo writes); model.kind qwen2 ->
 Qwen2ForCausalLM, vlm -> LlavaForConditionalGeneration, dual_encoder (CLIP loss) -> CLIPModel.
@@ -143,8 +143,8 @@ def run_export(args) -> int:
 
 
 def _export_train_run(args) -> int:
+    from mathjax_vl.eval.export_run import export_run
     from mathjax_vl.hf.common import ConversionError
-    from mathjax_vl.hf.export_run import export_run
 
     out = args.out_dir
     try:
