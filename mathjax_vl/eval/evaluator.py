@@ -27,6 +27,8 @@ def load_problems(
     image_root: str | None = None,
     split: str = "test",
     limit: int | None = None,
+    *,
+    images: bool = True,
 ) -> list[EvalProblem]:
     """Problems of a benchmark, the first `limit` of them when given.
 
@@ -38,10 +40,10 @@ def load_problems(
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {'|'.join(BENCHMARKS)}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"--data {path}: no such file or directory")
-    if image_root is not None and not os.path.isdir(image_root):
+    if images and image_root is not None and not os.path.isdir(image_root):
         raise FileNotFoundError(f"--image-root {image_root}: not a directory")
     source = "generic" if os.path.isdir(path) else benchmark
-    problems = load_benchmark(source, path, image_root, split)
+    problems = load_benchmark(source, path, image_root, split, images=images)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"--limit must be >= 1, got {limit}")

@@ -14,8 +14,10 @@ from mathjax_vl.data.records import EvalProblem
 from mathjax_vl.eval import metrics
 from mathjax_vl.eval.extraction import extract_answer
 from mathjax_vl.eval.matching import answers_match, mathvista_normalize
+from mathjax_vl.eval.mathv import mathv_extract, mathv_judge, mathv_report
 
-BENCHMARKS = ("mathverse", "mathvista", "wemath", "generic")
+BENCHMARKS = ("mathverse", "mathvista", "wemath", "mathv", "generic")
+MATHVISTA_NO_ANSWER = "N/A"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,12 +36,30 @@ def score_item(problem: EvalProblem, response: str, benchmark: str = "generic") 
     """Extract the answer from `response` and judge it against `problem.answer`."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark {benchmark!r} is not one of {BENCHMARKS}")
-    extracted = extract_answer(response, problem.choices)
+    if benchmark == "mathv":
+        # MATH-V's official judge is rule-based; we apply its rules (eval/mathv.py).
+        answer = mathv_extract(response)
+        return ScoredItem(
+            problem_id=problem.problem_id,
+            version=problem.version,
+            answer=problem.answer,
+            response=response,
+            extracted=answer,
+            rule="mathv",
+            correct=mathv_judge(answer, problem.answer, problem.choices),
+            metadata=dict(problem.metadata),
+        )
+    extracted = extract_answer(response, problem.choices, problem.answer_type)
     if benchmark == "mathvista":
         # MathVista compares normalised strings exactly; multi-choice golds are option texts.
         question_type = problem.metadata.get("question_type", "free_form")
+        text = extracted.text
+        if text is None and question_type == "multi_choice":
+            # The official pipeline maps a response that names no option to the option nearest
+            # the extraction GPT writes for it ("N/A"); the published numbers include that.
+            text = MATHVISTA_NO_ANSWER
         normalised = mathvista_normalize(
-            extracted.text,
+            text,
             question_type=question_type,
             answer_type=problem.answer_type,
             choices=problem.choices,
@@ -95,6 +115,17 @@ def summarize(items: Iterable[ScoredItem], benchmark: str = "generic") -> dict[s
             abs_skewness=report.abs_skewness,
             coefficient_of_variation=report.coefficient_of_variation,
         )
+        summary["breakdown"] = metrics.mathverse_breakdown(
+            (
+                i.version,
+                str(i.metadata.get("subject", "")),
+                str(i.metadata.get("subfield", "")),
+                i.correct,
+            )
+            for i in items
+        )
+    elif benchmark == "mathvista":
+        summary["breakdown"] = metrics.mathvista_breakdown((i.metadata, i.correct) for i in items)
     elif benchmark == "wemath":
         rows = [
             {
@@ -106,6 +137,13 @@ def summarize(items: Iterable[ScoredItem], benchmark: str = "generic") -> dict[s
         ]
         report = metrics.wemath_report(metrics.wemath_problems_from_rows(rows))
         summary.update({k: v for k, v in dataclasses.asdict(report).items()})
+        for row, item in zip(rows, items):
+            row["knowledge concept"] = item.metadata.get("knowledge concept")
+        summary["steps"] = metrics.wemath_step_report(rows)
+    elif benchmark == "mathv":
+        summary["breakdown"] = mathv_report(
+            [(i.metadata.get("subject", ""), i.metadata.get("level", 0), i.correct) for i in items]
+        )
     else:
         by_version: dict[str, list[bool]] = {}
         for item in items:

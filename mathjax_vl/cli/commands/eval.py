@@ -29,7 +29,9 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--benchmark", required=True, help="mathverse | mathvista | wemath | generic")
+    p.add_argument(
+        "--benchmark", required=True, help="mathverse | mathvista | wemath | mathv | generic"
+    )
     p.add_argument("--data", required=True, help="benchmark file or EvalProblem dataset dir")
     p.add_argument("--image-root", default=None, help="folder the file's image paths are in")
     p.add_argument("--split", default="test", help="split of a dataset dir (default test)")
@@ -98,7 +100,14 @@ def run(args) -> int:
     from mathjax_vl.eval.loading import ModelLoadError
 
     try:
-        problems = load_problems(args.benchmark, args.data, args.image_root, args.split, args.limit)
+        problems = load_problems(
+            args.benchmark,
+            args.data,
+            args.image_root,
+            args.split,
+            args.limit,
+            images=not args.responses,  # scoring precomputed responses needs no image
+        )
         if args.responses:
             responses = read_responses(args.responses, problems)
             summary = evaluate(problems, args.benchmark, args.out, responses=responses)
