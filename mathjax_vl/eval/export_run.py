@@ -95,7 +95,8 @@ def load_run(
             f"{spec}: model.kind {config.model.get('kind')!r} cannot be exported to Hugging "
             f"Face ({err}); exportable: decoder kinds, vlm, dual_encoder (kinds {exportable})"
         ) from err
-    if model_kind == build.DUAL_ENCODER_KIND and build.contrastive_loss(config) != "clip":
+    with_bias = build.CONTRASTIVE_LOSSES[build.contrastive_loss(config)]
+    if model_kind == build.DUAL_ENCODER_KIND and with_bias:
         raise RunExportError(
             f"{spec}: model.kind 'dual_encoder' trained with loss.contrastive "
             f"{config.loss.contrastive!r} cannot be exported: its learned logit_bias has no "

@@ -49,8 +49,15 @@ class ModelHandle:
     source: str = ""
 
     @property
+    def is_vlm(self) -> bool:
+        """Whether the model takes images (its registry role is a composite)."""
+        from mathjax_vl.models import registry
+
+        return registry.spec_of(self.config).role == "composite"
+
+    @property
     def text_config(self) -> Any:
-        return self.config.text if self.kind == "vlm" else self.config
+        return self.config.text if self.is_vlm else self.config
 
 
 class ModelLoadError(ValueError):
@@ -90,7 +97,7 @@ def load_hf_dir(path: str, tokenizer_dir: str | None = None, dtype: str = "float
     model_kind = hf_registry.detect_kind(path)
     _, cfg, params = hf_registry.load_hf(path, dtype=dtype, param_dtype=dtype)
     kind, processing = generator_kind(model_kind), None
-    if kind == "vlm":
+    if GENERATOR_ROLES["composite"] == kind:
         processing = _image_processing_for(cfg, tokenizer_dir or path)
         if tokenizer_dir and not os.path.exists(
             os.path.join(tokenizer_dir, "preprocessor_config.json")
@@ -109,9 +116,10 @@ def load_mathjax_checkpoint(path: str, tokenizer_dir: str | None = None) -> Mode
     if handle_kind is None:
         raise ModelLoadError(f"{path}: a {kind!r} checkpoint does not generate text")
     tok = _check_tokenizer_dir(tokenizer_dir or path, path)
-    if handle_kind == "vlm":
-        return ModelHandle("vlm", cfg, params, tok, _image_processing_for(cfg, path), path)
-    return ModelHandle("decoder", cfg, params, tok, None, source=path)
+    processing = (
+        _image_processing_for(cfg, path) if handle_kind == GENERATOR_ROLES["composite"] else None
+    )
+    return ModelHandle(handle_kind, cfg, params, tok, processing, source=path)
 
 
 def checkpoint_dir(path: str) -> str | None:
@@ -181,7 +189,8 @@ def load_train_checkpoint(
             f"{train_config}: no data.tokenizer_dir in the config; pass --tokenizer DIR"
         )
     tok = _check_tokenizer_dir(tok, path)
-    processing = _image_processing_for(cfg, None) if handle_kind == "vlm" else None
+    vlm = handle_kind == GENERATOR_ROLES["composite"]
+    processing = _image_processing_for(cfg, None) if vlm else None
     return ModelHandle(handle_kind, cfg, params, tok, processing, source=ckpt_dir)
 
 

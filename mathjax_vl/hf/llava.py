@@ -36,6 +36,8 @@ from mathjax_vl.models.projectors import ProjectorConfig
 from mathjax_vl.models.vlm import VLMConfig
 
 ARCHITECTURES = ("LlavaForConditionalGeneration",)
+# projector kinds LlavaMultiModalProjector can express
+PROJECTOR_KINDS = ("mlp",)
 # Layout written on export (transformers 5 save_pretrained).
 LM_PREFIX = "language_model.model."
 LM_HEAD = "language_model.lm_head.weight"
@@ -106,7 +108,7 @@ def config_to_hf(cfg: VLMConfig) -> dict[str, Any]:
 
 def check_exportable(cfg: VLMConfig) -> None:
     p = cfg.projector
-    if p.kind != "mlp":
+    if p.kind not in PROJECTOR_KINDS:
         raise ConversionError(
             f"cannot export projector kind {p.kind!r} (Math-PUMA's bias-free SwiGLU aligner "
             "down(act(gate(x)) * up(x))) as LlavaForConditionalGeneration: Llava's projector is "

@@ -11,6 +11,8 @@ from typing import Any
 
 IMAGE_TOKEN_ID = 120
 VOCAB = 128
+# tiny Llava towers: name -> (transformers vision config class, has a class token)
+TOWERS = {"siglip": ("SiglipVisionConfig", False), "clip": ("CLIPVisionConfig", True)}
 
 DECODER_VOCAB = 97
 DECODER_BASE = dict(
@@ -93,12 +95,10 @@ def make_tiny_llava(
         image_size=16,
         patch_size=4,
     )
-    if vision == "siglip":
-        vcfg = tf.SiglipVisionConfig(**common)
-    elif vision == "clip":
-        vcfg = tf.CLIPVisionConfig(**common)
-    else:
-        raise ValueError(f"vision must be 'siglip' or 'clip', got {vision!r}")
+    if vision not in TOWERS:
+        raise ValueError(f"vision must be one of {sorted(TOWERS)}, got {vision!r}")
+    tower_cls, class_token = TOWERS[vision]
+    vcfg = getattr(tf, tower_cls)(**common)
     cfg_cls, _, family_fields = DECODER_FAMILY[text]
     text_fields = dict(
         hidden_size=48,
@@ -114,7 +114,7 @@ def make_tiny_llava(
     text_fields.update(text_overrides or {})
     tcfg = getattr(tf, cfg_cls)(**text_fields)
     n = vcfg.image_size // vcfg.patch_size
-    seq = n * n + (1 if vision == "clip" else 0) - (1 if strategy == "default" else 0)
+    seq = n * n + int(class_token) - (1 if strategy == "default" else 0)
     cfg = tf.LlavaConfig(
         vision_config=vcfg,
         text_config=tcfg,

@@ -29,7 +29,8 @@ VLM_KIND = "vlm"
 DUAL_ENCODER_KIND = "dual_encoder"
 # the contrastive task's module holds the CLIP dual encoder under this scope
 DUAL_ENCODER_SCOPE = "clip"
-CONTRASTIVE_LOSSES = ("clip", "siglip")
+# loss.contrastive -> whether the dual encoder learns SigLIP's logit bias
+CONTRASTIVE_LOSSES = {"clip": False, "siglip": True}
 
 
 def _plain(d: Any) -> dict[str, Any]:
@@ -121,7 +122,9 @@ class ContrastiveDualEncoder(nn.Module):
 def contrastive_loss(config: Mapping) -> str:
     kind = config.get("loss", {}).get("contrastive", "clip")
     if kind not in CONTRASTIVE_LOSSES:
-        raise ValueError(f"loss.contrastive must be one of {CONTRASTIVE_LOSSES}, got {kind!r}")
+        raise ValueError(
+            f"loss.contrastive must be one of {sorted(CONTRASTIVE_LOSSES)}, got {kind!r}"
+        )
     return kind
 
 
@@ -130,7 +133,7 @@ def train_module(config: Mapping) -> tuple[Any, nn.Module]:
     train config (the dual encoder's module depends on loss.contrastive)."""
     cfg = model_config(config["model"])
     if model_kind(config["model"]) == DUAL_ENCODER_KIND:
-        return cfg, ContrastiveDualEncoder(cfg, contrastive_loss(config) == "siglip")
+        return cfg, ContrastiveDualEncoder(cfg, CONTRASTIVE_LOSSES[contrastive_loss(config)])
     return cfg, registry.build(cfg)
 
 

@@ -86,8 +86,7 @@ def vlm(
     c.model.vision = ml_collections.ConfigDict(vision)
     proj = {"kind": projector, "input_dim": vision["hidden_size"],
             "output_dim": decoder["hidden_size"]}  # fmt: skip
-    if projector == "swiglu":
-        proj["hidden_dim"] = decoder["hidden_size"]
+    proj["hidden_dim"] = decoder["hidden_size"]  # swiglu's inner width; the mlp's anyway
     if size != "tiny":
         proj.update(dtype="bfloat16", param_dtype="float32")
     c.model.projector = ml_collections.ConfigDict(proj)

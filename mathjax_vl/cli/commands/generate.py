@@ -85,10 +85,12 @@ def run(args) -> int:
         from mathjax_vl.eval.loading import generator_kind
 
         kind, cfg, params = registry.load_any(args.model)
-        role = generator_kind(kind)
-        if role is None:
+        from mathjax_vl.models import registry as model_registry
+
+        if generator_kind(kind) is None:
             raise ValueError(f"{args.model}: a {kind} model does not generate text")
-        if args.image and role != "vlm":
+        vlm = model_registry.get(kind).role == "composite"
+        if args.image and not vlm:
             raise ValueError(f"{args.model}: a text-only {kind} model cannot take --image")
         tokenizer = load_tokenizer(args.tokenizer or args.model)
         stop = tuple(i for i in (tokenizer.token_to_id(s) for s in STOP_STRINGS) if i is not None)
@@ -99,7 +101,7 @@ def run(args) -> int:
             stop_tokens=stop,
             pad_token=0,
         )
-        if role == "vlm":
+        if vlm:
             from mathjax_vl.data.tower_images import preprocess_images
 
             pixels = preprocess_images(args.image, cfg.vision) if args.image else None
@@ -119,13 +121,12 @@ def run(args) -> int:
         return 2
     ids = np.asarray([ids], np.int32)
     rng = jax.random.PRNGKey(args.seed)
-    if role == "vlm":
+    if vlm:
         from mathjax_vl.decoding import generate_vlm
 
         out = generate_vlm(cfg, params, ids, None, pixels, sampling, rng)
     else:
         from mathjax_vl.decoding import generate
-        from mathjax_vl.models import registry as model_registry
 
         out = generate(model_registry.build(cfg), params, ids, sampling=sampling, rng=rng)
     n = int(out.lengths[0])

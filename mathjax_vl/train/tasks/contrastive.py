@@ -45,14 +45,15 @@ class Contrastive(Task):
     def loss(self, params, batch, rng):
         from mathjax_vl.losses.contrastive import clip_loss, siglip_loss
 
+        objectives = {
+            "clip": lambda o: clip_loss(img, txt, scale),
+            "siglip": lambda o: siglip_loss(img, txt, scale, o["logit_bias"]),
+        }
         out = self.model.apply(
             {"params": params}, batch["pixel_values"], batch["caption_ids"], batch["caption_mask"]
         )
         img, txt, scale = out["image_embeds"], out["text_embeds"], out["logit_scale"]
-        if self.kind == "clip":
-            loss = clip_loss(img, txt, scale)
-        else:
-            loss = siglip_loss(img, txt, scale, out["logit_bias"])
+        loss = objectives[self.kind](out)
         sims = img @ txt.T
         acc = jnp.mean(jnp.argmax(sims, axis=1) == jnp.arange(sims.shape[0]))
         return loss, {self.kind: loss, "logit_scale": scale, "i2t_accuracy": acc}
