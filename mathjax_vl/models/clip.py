@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -48,8 +47,6 @@ class CLIPVisionConfig:
     remat_policy: str = "none"
     scan_unroll: int = 1  # layers per scan iteration; num_layers = a straight-line encoder
 
-    model_type = "clip_vision_model"
-
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
@@ -61,37 +58,6 @@ class CLIPVisionConfig:
     @property
     def has_class_token(self) -> bool:
         return True
-
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> CLIPVisionConfig:
-        kw = dict(
-            hidden_size=hf.get("hidden_size", 768),
-            intermediate_size=hf.get("intermediate_size", 3072),
-            num_layers=hf.get("num_hidden_layers", 12),
-            num_heads=hf.get("num_attention_heads", 12),
-            image_size=hf.get("image_size", 224),
-            patch_size=hf.get("patch_size", 32),
-            num_channels=hf.get("num_channels", 3),
-            layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
-            hidden_act=hf.get("hidden_act", "quick_gelu"),
-        )
-        kw.update(overrides)
-        return cls(**kw)
-
-    def to_hf(self) -> dict[str, Any]:
-        return {
-            "model_type": self.model_type,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "image_size": self.image_size,
-            "patch_size": self.patch_size,
-            "num_channels": self.num_channels,
-            "layer_norm_eps": self.layer_norm_eps,
-            "hidden_act": self.hidden_act,
-            "attention_dropout": 0.0,
-        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,37 +80,6 @@ class CLIPTextConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> CLIPTextConfig:
-        kw = dict(
-            vocab_size=hf.get("vocab_size", 49408),
-            hidden_size=hf.get("hidden_size", 512),
-            intermediate_size=hf.get("intermediate_size", 2048),
-            num_layers=hf.get("num_hidden_layers", 12),
-            num_heads=hf.get("num_attention_heads", 8),
-            max_position_embeddings=hf.get("max_position_embeddings", 77),
-            layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
-            hidden_act=hf.get("hidden_act", "quick_gelu"),
-            eos_token_id=hf.get("eos_token_id", 49407),
-        )
-        kw.update(overrides)
-        return cls(**kw)
-
-    def to_hf(self) -> dict[str, Any]:
-        return {
-            "model_type": "clip_text_model",
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "max_position_embeddings": self.max_position_embeddings,
-            "layer_norm_eps": self.layer_norm_eps,
-            "hidden_act": self.hidden_act,
-            "eos_token_id": self.eos_token_id,
-            "attention_dropout": 0.0,
-        }
-
 
 @dataclasses.dataclass(frozen=True)
 class CLIPConfig:
@@ -152,25 +87,6 @@ class CLIPConfig:
     text: CLIPTextConfig = CLIPTextConfig()
     projection_dim: int = 512
     logit_scale_init_value: float = 2.6592
-
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> CLIPConfig:
-        return cls(
-            vision=CLIPVisionConfig.from_hf(hf.get("vision_config") or {}, **overrides),
-            text=CLIPTextConfig.from_hf(hf.get("text_config") or {}, **overrides),
-            projection_dim=hf.get("projection_dim", 512),
-            logit_scale_init_value=hf.get("logit_scale_init_value", 2.6592),
-        )
-
-    def to_hf(self) -> dict[str, Any]:
-        return {
-            "architectures": ["CLIPModel"],
-            "model_type": "clip",
-            "projection_dim": self.projection_dim,
-            "logit_scale_init_value": self.logit_scale_init_value,
-            "vision_config": self.vision.to_hf(),
-            "text_config": self.text.to_hf(),
-        }
 
 
 class CLIPVisionModel(nn.Module):
