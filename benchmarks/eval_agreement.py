@@ -135,7 +135,7 @@ def main() -> None:
         if os.path.basename(path) not in ("test.jsonl", "testmini.jsonl"):
             results.append(score_mathv(path, test_path))
     print(
-        "| file | items | agreement % | agreement % on answered items (n) | official acc % | our acc % "
+        "| file | items | agreement % | agreement % on answered (n) | official acc % | our acc % "
         "| disagreements by kind | s |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
