@@ -69,7 +69,7 @@ def _python_paths() -> list[str]:
     paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)]
     paths.append(os.path.dirname(os.path.realpath(sys.executable)))
     paths += [sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")]
-    paths += site.getsitepackages() + [site.getusersitepackages()]
+    paths += [*site.getsitepackages(), site.getusersitepackages()]
     return paths
 
 

@@ -18,6 +18,7 @@ exit status, CPU time and wall time it measured, and the parent classifies (`cla
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing.connection
 import os
@@ -77,14 +78,6 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
     captured = io.StringIO()
     tail = config.output_tail_chars
     out_path = os.path.join(workdir, "figure.png")
-    encode, write_all, exit_now = wire.encode, _write_all, os._exit
-
-    def refuse(message: str) -> None:
-        report = {"png": None, "error_kind": "forbidden", "error": message, "clipped_labels": []}
-        try:
-            write_all(result_fd, encode({**report, "output": captured.getvalue()[-tail:]}))
-        finally:
-            exit_now(G.FORBIDDEN_EXIT)
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise _ProgramTimeout()
@@ -94,7 +87,7 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
 
     drawn = sandbox_mpl.DRAWN_TEXT
     drawn.clear()
-    G.install_hook(G.make_hook(workdir, env["read_roots"], refuse))
+    G.install_hook(G.make_hook(workdir, env["read_roots"], result_fd, captured, tail))
     error_kind = error = None
     try:
         code = compile(source, "<figure program>", "exec")
@@ -104,10 +97,7 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
         sys.argv = ["figure.py", out_path]
         namespace = {"__name__": "__main__", "__file__": os.path.join(workdir, "figure.py")}
         try:
-            with (
-                __import__("contextlib").redirect_stdout(captured),
-                __import__("contextlib").redirect_stderr(captured),
-            ):
+            with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
                 signal.setitimer(signal.ITIMER_PROF, config.timeout_s)  # CPU time
                 try:
                     exec(code, namespace)
@@ -264,7 +254,7 @@ def classify_program(facts: dict[str, Any], config: Any) -> dict[str, Any]:
     result.update(seconds=facts["seconds"], cpu_seconds=facts["cpu"], violations=(), output="")
     code = facts["code"]
     report, problem = None, None
-    if facts["raw"]:
+    if facts["raw"] and code != G.FORBIDDEN_EXIT:
         try:
             report = _checked_report(wire.decode(facts["raw"], _message_limit(config)))
         except wire.WireError as exc:
@@ -282,8 +272,11 @@ def classify_program(facts: dict[str, Any], config: Any) -> dict[str, Any]:
     elif code in (-signal.SIGXCPU, -signal.SIGKILL) and facts["cpu"] >= cpu_limit - 0.5:
         kind, error = "timeout", f"used more than {cpu_limit} s of CPU (rlimit); killed"
     elif code == G.FORBIDDEN_EXIT:
-        kind = "forbidden"
-        error = report["error"] if report and report["error"] else "attempted a refused action"
+        kind, error = "forbidden", "attempted a refused action"
+        if facts["raw"].startswith(G.FORBIDDEN_TAG):
+            message, _, output = facts["raw"][len(G.FORBIDDEN_TAG) :].partition(b"\0")
+            error = message.decode("utf-8", "replace")[:2000] or error
+            result["output"] = output.decode("utf-8", "replace")[-config.output_tail_chars :]
     elif facts["stray"]:
         kind, error = "forbidden", f"left {facts['stray']} process(es) behind"
     elif code == 0 and report is not None:

@@ -1,4 +1,4 @@
-"""Restrictions a program's process puts on itself before the program runs, for the rest of its life.
+"""Restrictions a program's process puts on itself before the program runs, for good.
 
 Three layers, applied in a freshly forked child (sandbox_child) that exits when its one program
 ends, on top of the namespaces it already lives in (isolation.py):
@@ -12,14 +12,16 @@ ends, on top of the namespaces it already lives in (isolation.py):
 - a Python audit hook that is never disarmed: writes outside the working dir, reads outside the
   read-only roots, directory descriptors outside the working dir, any `dir_fd` argument, chdir
   out, subprocess/os.system/exec/spawn/fork/kill, sockets, ctypes, setrlimit, new audit hooks,
-  gc.get_objects/get_referrers, frame and traceback introspection (`tb_frame`, `gi_frame`, ...),
-  sys.settrace/setprofile, code object creation. A refused action ENDS the process on the spot
-  (exit code FORBIDDEN_EXIT after a `forbidden` report), so a program cannot catch it and carry on.
+  gc.get_objects/get_referrers/get_referents, sys.settrace/setprofile, code object creation.
+  A refused action ENDS the process on the spot (exit code FORBIDDEN_EXIT after a `forbidden`
+  report), so a program cannot catch the error and carry on.
 
 The hook's state lives only in a closure over immutable values and builtins captured at install
-time, so patching modules (os.path, builtins) or walking frames cannot change what it checks;
-`gc` is refused, so the closure cannot be found. It is a detector with teeth, not the boundary:
-the boundary is the namespaces + seccomp + rlimits, which hold even if the hook were bypassed.
+time, so patching modules (os.path, builtins) cannot change what it checks; it never calls code
+of the program (only exact str/bytes/int/pathlib paths are accepted), so no frame of the hook is
+ever visible to it, and `gc` is refused, so the closure cannot be found. It is a detector with
+teeth, not the boundary: the boundary is the namespaces + seccomp + rlimits, which hold even if
+the hook were bypassed.
 """
 
 from __future__ import annotations
@@ -167,108 +169,130 @@ _REFUSED = (
     "sys.settrace", "sys.setprofile", "sys._current_frames", "sys._current_exceptions",
     "code.__new__", "cpython.remote_debugger_script",
 )  # fmt: skip
-_FRAME_ATTRIBUTES = frozenset(
-    {"tb_frame", "tb_next", "gi_frame", "cr_frame", "ag_frame", "f_back", "f_locals"}
-)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+FORBIDDEN_TAG = b"\0forbidden\0"  # a refusal report: TAG + message + b"\0" + output tail
 
 
 def make_hook(
-    workdir: str, read_roots: tuple[str, ...], refuse: Callable[[str], None]
-) -> Callable[[str, tuple[Any, ...]], None]:
+    workdir: str, read_roots: tuple[str, ...], result_fd: int, output: Any, tail: int
+) -> Callable[[str, tuple], None]:
     """The audit hook for a process whose program may only write under `workdir`.
 
-    `refuse(message)` must not return (it reports and exits). Everything the hook calls is bound
-    here, so later changes to modules or builtins do not reach it.
+    A refusal writes FORBIDDEN_TAG + message + output tail to `result_fd` and exits with
+    FORBIDDEN_EXIT. Everything the hook calls is bound here (builtins, C functions), and it only
+    inspects exact str/bytes/int/pathlib values, so no code of the program runs inside the
+    hook (where it could see the hook's frame) and patching modules or builtins changes nothing.
     """
-    getcwd, fspath, stat_of, is_dir = os.getcwd, os.fspath, os.stat, stat.S_ISDIR
-    str_, bytes_, int_, tuple_, len_, repr_, isinstance_ = (
-        str,
-        bytes,
-        int,
-        tuple,
-        len,
-        repr,
-        isinstance,
+    import pathlib
+
+    getcwd, stat_of, is_dir, write, exit_now = os.getcwd, os.stat, stat.S_ISDIR, os.write, os._exit
+    str_, bytes_, int_, type_, len_, repr_ = str, bytes, int, type, len, repr
+    concat, encode_text, decode_bytes = str.__add__, str.encode, bytes.decode
+    startswith, split, getvalue = str.startswith, str.split, type(output).getvalue
+    path_types = (pathlib.PosixPath, pathlib.PurePosixPath)
+    cached_str = pathlib.PurePath.__dict__["_str"].__get__  # the slot __fspath__ returns
+    write_events, read_events, refused = dict(_WRITE_EVENTS), dict(_READ_EVENTS), tuple(_REFUSED)
+    write_flags, default_fds, tag, forbidden_exit = (
+        _WRITE_FLAGS,
+        (-1, -100),
+        FORBIDDEN_TAG,
+        FORBIDDEN_EXIT,
     )
-    write_events, read_events, refused, frame_attributes = (
-        dict(_WRITE_EVENTS), dict(_READ_EVENTS), tuple(_REFUSED), _FRAME_ATTRIBUTES
-    )  # fmt: skip
-    write_flags = _WRITE_FLAGS
     workdir = "/" + workdir.strip("/")
-    roots = tuple_("/" + r.strip("/") for r in (*read_roots, workdir))
+    roots = tuple("/" + r.strip("/") for r in (*read_roots, workdir))
+    workdirs = (workdir,)
+
+    def refuse(message: str) -> None:
+        try:
+            text = getvalue(output)[-tail:]
+            data = tag + encode_text(message, "utf-8", "replace") + b"\0"
+            data += encode_text(text, "utf-8", "replace")
+            while data:
+                data = data[write(result_fd, data) :]
+        finally:
+            exit_now(forbidden_exit)
 
     def absolute(path: Any) -> str:
-        p = fspath(path)
-        if isinstance_(p, bytes_):
-            p = p.decode("utf-8", "surrogateescape")
-        if not p.startswith("/"):
-            p = getcwd() + "/" + p
-        parts: list[str] = []
-        for part in p.split("/"):
+        """The normalized absolute path, or refuse; symlinks are not followed (none can point
+        out of the working dir: making one is checked, and the rest of the tree is read-only)."""
+        for t in path_types:  # the string the audited call already got from __fspath__
+            if type_(path) is t:
+                try:
+                    path = cached_str(path)
+                except AttributeError:
+                    refuse("a pathlib path whose string was never computed")
+                break
+        if type_(path) is bytes_:
+            path = decode_bytes(path, "utf-8", "surrogateescape")
+        if type_(path) is not str_:
+            refuse("a path that is not a str, bytes or pathlib path")
+        p = path if startswith(path, "/") else concat(concat(getcwd(), "/"), path)
+        parts: list = []
+        for part in split(p, "/"):
             if part == "..":
                 if parts:
                     parts.pop()
-            elif part not in ("", "."):
+            elif part != "" and part != ".":
                 parts.append(part)
         return "/" + "/".join(parts)
 
-    def under(path: str, tops: tuple[str, ...]) -> bool:
+    def under(path: str, tops: tuple) -> bool:
         for top in tops:
-            if path == top or path.startswith(top + "/") or top == "/":
+            if path == top or startswith(path, concat(top, "/")):
                 return True
         return False
 
-    def hook(event: str, args: tuple[Any, ...]) -> None:
+    def hook(event: str, args: tuple) -> None:
+        if type_(event) is not str_ or type_(args) is not tuple:
+            refuse("an audit event of an unexpected type")
         if event == "open":
             path, mode, flags = (*args, None, None)[:3]
-            if isinstance_(path, int_) or path is None:
+            if type_(path) is int_ or path is None:
                 return  # wrapping an already-open descriptor: its own open was checked
-            try:
-                where = absolute(path)
-            except (TypeError, ValueError):
-                refuse(f"open of an unreadable path {repr_(path)}")
+            where = absolute(path)
             if mode is None:
-                writes = isinstance_(flags, int_) and flags & write_flags
+                writes = type_(flags) is not int_ or flags & write_flags
+            elif type_(mode) is str_:
+                writes = "w" in mode or "a" in mode or "x" in mode or "+" in mode
             else:
-                text = str_(mode)
-                writes = "w" in text or "a" in text or "x" in text or "+" in text
-            if writes and not under(where, (workdir,)):
-                refuse(f"open {repr_(path)} for writing outside the working dir")
+                writes = True
+            if writes and not under(where, workdirs):
+                refuse(f"open {repr_(where)} for writing outside the working dir")
             if not under(where, roots):
-                refuse(f"open {repr_(path)}: outside the files the sandbox may read")
-            if mode is None and not under(where, (workdir,)):
+                refuse(f"open {repr_(where)}: outside the files the sandbox may read")
+            if mode is None and not under(where, workdirs):
                 try:  # os.open of a directory outside: the dir_fd for *at() calls
-                    if is_dir(stat_of(where).st_mode):
-                        refuse(f"os.open of the directory {repr_(path)} outside the working dir")
+                    directory = is_dir(stat_of(where).st_mode)
                 except OSError:
-                    pass
+                    directory = False
+                if directory:
+                    refuse(f"os.open of the directory {repr_(where)} outside the working dir")
             return
         if event in write_events:
             paths, dir_fds = write_events[event]
             for i in dir_fds:
-                if i < len_(args) and args[i] is not None and args[i] != -100:  # AT_FDCWD
-                    refuse(f"{event} with dir_fd={repr_(args[i])}")
+                if i < len_(args) and args[i] is not None:
+                    if type_(args[i]) is not int_ or args[i] not in default_fds:
+                        refuse(f"{event} with dir_fd={repr_(args[i])}")
             for i in paths:
                 if i < len_(args) and args[i] is not None:
-                    if isinstance_(args[i], int_) or not under(absolute(args[i]), (workdir,)):
+                    if type_(args[i]) is int_ or not under(absolute(args[i]), workdirs):
                         refuse(f"{event} {repr_(args[i])} outside the working dir")
             return
         if event in read_events:
             i = read_events[event]
             if i < len_(args) and args[i] is not None:
-                if isinstance_(args[i], int_) or not under(absolute(args[i]), roots):
+                if type_(args[i]) is int_ or not under(absolute(args[i]), roots):
                     refuse(f"{event} {repr_(args[i])}: outside the files the sandbox may read")
             return
-        if event == "object.__getattr__" and len_(args) > 1 and args[1] in frame_attributes:
-            refuse(f"frame introspection ({args[1]}) is not allowed")
-        if event == "object.__setattr__" and len_(args) > 1 and args[1] == "__code__":
-            refuse("replacing a function's code is not allowed")
-        if event.startswith(refused):
+        if event == "object.__setattr__" and len_(args) > 1:
+            if type_(args[1]) is str_ and args[1] == "__code__":
+                refuse("replacing a function's code is not allowed")
+        if startswith(event, refused):
             refuse(f"{event} is not allowed")
 
     return hook
 
 
-def install_hook(hook: Callable[[str, tuple[Any, ...]], None]) -> None:
+def install_hook(hook: Callable[[str, tuple], None]) -> None:
     sys.addaudithook(hook)
