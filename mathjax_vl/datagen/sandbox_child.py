@@ -87,6 +87,7 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
 
     drawn = sandbox_mpl.DRAWN_TEXT
     drawn.clear()
+    status_fd = os.open("/proc/self/status", os.O_RDONLY)  # opened before the hook, read after
     G.install_hook(G.make_hook(workdir, env["read_roots"], result_fd, captured, tail))
     error_kind = error = None
     try:
@@ -126,6 +127,9 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
                 captured.write("\n[sandbox] saved the open figure to sys.argv[1]\n")
             except Exception:
                 pass
+    threads = _thread_count(status_fd)
+    if threads != 1:  # a thread left running could act after the program "returned"
+        error_kind, error = "forbidden", f"threads still running when it returned ({threads})"
     png = None
     if error_kind is None:
         if not os.path.isfile(out_path):
@@ -151,6 +155,15 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
     }
     _write_all(result_fd, wire.encode(report))
     os._exit(0)
+
+
+def _thread_count(status_fd: int) -> int:
+    """Threads of this process, from /proc/self/status (-1: the descriptor was tampered with)."""
+    try:
+        status = os.pread(status_fd, 1 << 16, 0).decode("ascii", "replace")
+        return int(status.split("\nThreads:", 1)[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def _collect(pid: int, fd: int, wall_s: float, max_bytes: int, pid1: bool) -> dict[str, Any]:
