@@ -82,8 +82,26 @@ def prepare_interpreter(preload: tuple[str, ...], share_text_metrics: bool) -> N
     fig.gca().set_title("warm-up 0123456789 ABC xyz °∠△⊥∥√π²")
     fig.savefig(io.BytesIO(), format="png")
     matplotlib.pyplot.close(fig)
+    draw_typical_figure(io.BytesIO())
     DRAWN_TEXT.clear()
     freeze_heap()
+
+
+def draw_typical_figure(out: Any) -> None:
+    """A figure like the families' (lines, polygon, labels, no axes): warms what they use."""
+    import matplotlib.patches
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=96)
+    ax.add_patch(matplotlib.patches.Polygon([(0, 0), (1, 0), (0.4, 0.8)], fill=False))
+    ax.plot([0, 1, 0.5, 0], [0, 0, 1, 0], "k-", linewidth=1.5)
+    for x, y, name in ((0, 0, "A"), (1, 0, "B"), (0.5, 1, "C"), (0.5, -0.05, "5 cm")):
+        ax.text(x, y, name, fontsize=12)
+    ax.set_title("x = 3, y = 4")
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.savefig(out, format="png", metadata={"Software": None})
+    plt.close(fig)
 
 
 _TEXT_METRICS_CACHE_SIZE = 50_000
