@@ -17,7 +17,6 @@ from typing import Any
 
 # (text, x0, y0, x1, y1, canvas width, canvas height) of every label drawn by this process.
 DRAWN_TEXT: list[tuple[str, float, float, float, float, float, float]] = []
-_DRAWN_TEXT = DRAWN_TEXT
 
 
 def prepare_interpreter(preload: tuple[str, ...], share_text_metrics: bool) -> None:
