@@ -92,7 +92,7 @@ class SandboxConfig:
     max_image_bytes: int = 16 * 1024**2  # RLIMIT_FSIZE and the largest PNG accepted
     max_processes: int = 64  # RLIMIT_NPROC (tasks incl. threads; fork itself is refused)
     max_open_files: int = 256  # RLIMIT_NOFILE of a program
-    tmpfs_bytes: int = 1024**3  # the sandbox's private /tmp (working dirs)
+    tmpfs_bytes: int = 256 * 1024**2  # the sandbox's private /tmp (working dirs), in RAM
     max_call_result_bytes: int = 256 * 1024**2  # largest result of one map_calls job
     extra_read_paths: tuple[str, ...] = ()  # more host paths programs may read (read-only)
     startup_timeout_s: float = 60.0  # a sandbox must import matplotlib within this
