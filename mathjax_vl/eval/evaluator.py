@@ -112,9 +112,13 @@ def evaluate(
     *,
     responses: Sequence[str] | None = None,
     engine: Any = None,
+    extractor: Any = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Scores `responses` (or those `engine.generate_problems` produces) and writes the report."""
+    """Scores `responses` (or those `engine.generate_problems` produces) and writes the report.
+
+    `extractor` (a `mathverse.ModelExtractor`) makes step 1 of MathVerse's protocol with a local
+    model; its extractions are judged by rules."""
     if (responses is None) == (engine is None):
         raise ValueError("pass exactly one of responses or engine")
     if responses is None:
@@ -122,13 +126,16 @@ def evaluate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_responses(problems, responses, out / RESPONSES_FILE)
-    items = score_all(problems, responses, benchmark)
+    extractions = extractor.extract(responses, progress=progress) if extractor else None
+    items = score_all(problems, responses, benchmark, extractions)
     summary = summarize(items, benchmark)
     if engine is not None:
         summary["generation"] = {
             "model": engine.handle.source,
             **{k: v for k, v in vars(engine.config).items() if v is not None},
         }
+    if extractor is not None:
+        summary["extractor"] = {"model": extractor.engine.handle.source}
     summary["files"] = write_report(items, summary, out)
     summary["files"]["responses"] = str(out / RESPONSES_FILE)
     (out / "summary.json").write_text(

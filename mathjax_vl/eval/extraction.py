@@ -393,6 +393,22 @@ def _span_number(span: str, answer_type: str | None) -> str | None:
     return _number_word(span) if answer_type in ("integer", None) else None
 
 
+def _free_text_answer(response: str) -> ExtractedAnswer:
+    """A non-numeric answer (expression, interval, coordinates): a short last line, else what
+    the last sentence states after its last "is" / "=" / ":"."""
+    lines = _lines(response)
+    if not lines:
+        return ExtractedAnswer(None, "none")
+    last = lines[-1].rstrip(".").strip().strip("*$").strip()
+    if len(lines) > 1 and len(last) <= 60:
+        return ExtractedAnswer(last, "last_line")
+    sentences = _sentences(response)
+    sentence = sentences[-1].rstrip(".") if sentences else last
+    parts = re.split(r"\b(?:is|are|equals)\s+|=|:\s", sentence)
+    answer = parts[-1].strip().strip("*$").strip() if len(parts) > 1 else sentence
+    return ExtractedAnswer(answer or None, "last_sentence" if answer else "none")
+
+
 def _extract_free(response: str, answer_type: str | None) -> ExtractedAnswer:
     boxed = find_boxed(response)
     if boxed is not None:
@@ -405,8 +421,10 @@ def _extract_free(response: str, answer_type: str | None) -> ExtractedAnswer:
             number = _span_number(span, answer_type)
             if number is not None:
                 return ExtractedAnswer(number, rule)
-    if numeric and declines(response):
+    if declines(response):
         return ExtractedAnswer(None, "none")
+    if not numeric:
+        return _free_text_answer(response)
     if answer_type == "list":
         lists = re.findall(r"\[[^\[\]]*\]", response)
         if lists:

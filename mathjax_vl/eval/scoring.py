@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mathjax_vl.data.records import EvalProblem
-from mathjax_vl.eval import metrics
+from mathjax_vl.eval import mathverse, metrics
 from mathjax_vl.eval.extraction import extract_answer
 from mathjax_vl.eval.matching import answers_match, mathvista_normalize
 from mathjax_vl.eval.mathv import mathv_extract, mathv_judge, mathv_report
@@ -32,10 +32,33 @@ class ScoredItem:
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def score_item(problem: EvalProblem, response: str, benchmark: str = "generic") -> ScoredItem:
-    """Extract the answer from `response` and judge it against `problem.answer`."""
+def score_item(
+    problem: EvalProblem,
+    response: str,
+    benchmark: str = "generic",
+    extraction: str | None = None,
+) -> ScoredItem:
+    """Extract the answer from `response` and judge it against `problem.answer`.
+
+    `extraction`: a step-1 answer made elsewhere (MathVerse's model-based extractor); it is
+    judged by rules instead of the rule-based extraction."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark {benchmark!r} is not one of {BENCHMARKS}")
+    if extraction is not None or benchmark == "mathverse":
+        # MathVerse's two steps: extraction (rules unless given), then judging by rules.
+        rule = "model" if extraction is not None else "rules"
+        if extraction is None:
+            extraction = mathverse.rule_extract(problem, response)
+        return ScoredItem(
+            problem_id=problem.problem_id,
+            version=problem.version,
+            answer=problem.answer,
+            response=response,
+            extracted=extraction,
+            rule=rule,
+            correct=mathverse.judge(problem, extraction),
+            metadata=dict(problem.metadata),
+        )
     if benchmark == "mathv":
         # MATH-V's official judge is rule-based; we apply its rules (eval/mathv.py).
         answer = mathv_extract(response)
@@ -87,11 +110,18 @@ def score_item(problem: EvalProblem, response: str, benchmark: str = "generic") 
 
 
 def score_all(
-    problems: Sequence[EvalProblem], responses: Sequence[str], benchmark: str = "generic"
+    problems: Sequence[EvalProblem],
+    responses: Sequence[str],
+    benchmark: str = "generic",
+    extractions: Sequence[str] | None = None,
 ) -> list[ScoredItem]:
+    """Score every response; `extractions` (one per response) replace rule-based step 1."""
     if len(problems) != len(responses):
         raise ValueError(f"{len(problems)} problems but {len(responses)} responses")
-    return [score_item(p, r, benchmark) for p, r in zip(problems, responses)]
+    if extractions is not None and len(extractions) != len(responses):
+        raise ValueError(f"{len(responses)} responses but {len(extractions)} extractions")
+    given = extractions if extractions is not None else [None] * len(responses)
+    return [score_item(p, r, benchmark, e) for p, r, e in zip(problems, responses, given)]
 
 
 def summarize(items: Iterable[ScoredItem], benchmark: str = "generic") -> dict[str, Any]:

@@ -64,7 +64,8 @@ def test_numeric_and_symbolic_answers(response, gold, answer_type, precision, ex
 
 
 def test_last_number_fallback_and_empty():
-    assert extract_answer("First 3. Then 4.\nFinally 5").text == "5"
+    assert extract_answer("First 3. Then 4.\nFinally 5", None, "integer").text == "5"
+    assert answers_match(extract_answer("First 3. Then 4.\nFinally 5").text, "5", "free_form")
     # The answer stated first (issue 14): not the last number of the sentence.
     assert extract_answer("There are 2 items sold less than 5 units.", None, "integer").text == "2"
     assert extract_answer("   ").rule == "none"
