@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mathjax_vl.train import checkpointing, distributed, guards
+from mathjax_vl.errors import ConfigError
+from mathjax_vl.train import checkpointing, distributed, guards, run_guard
 from mathjax_vl.train import data as data_lib
 from mathjax_vl.train import metrics as metrics_lib
 from mathjax_vl.train import optimizer as opt_lib
@@ -29,8 +30,9 @@ from mathjax_vl.train import sharding as shard_lib
 from mathjax_vl.train import state as state_lib
 from mathjax_vl.train import step as step_lib
 from mathjax_vl.train.config_loader import save_run_config
-from mathjax_vl.train.mesh import make_mesh
+from mathjax_vl.train.mesh import mesh_from_config
 from mathjax_vl.train.tasks import build_task
+from mathjax_vl.train.workdir_lock import WorkdirLock
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,7 @@ class Trainer:
         self.config = config
         self.workdir = Path(workdir).absolute()
         distributed.maybe_initialize(config.get("distributed"))
-        devices = jax.devices()
-        if int(config.mesh.get("num_devices", 0)):  # a prefix of the devices (tests, benchmarks)
-            devices = devices[: int(config.mesh.num_devices)]
-        self.mesh = make_mesh(dict(config.mesh.shape), devices)
+        self.mesh = mesh_from_config(config)
         self.rules = shard_lib.rules_from_config(config.mesh.get("rules"))
         self.task = build_task(config)
         self.total_steps = int(config.train.num_steps)
@@ -143,29 +142,56 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
+        """Train (or resume) to the end, holding the run directory's lock throughout."""
+        lock = WorkdirLock(self.workdir) if jax.process_index() == 0 else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            return self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self) -> dict[str, Any]:
         config = self.config
         pidx, pcount = jax.process_index(), jax.process_count()
         ckpt_cfg = config.checkpoint
+        # Refuse before anything in the run dir is written (config.json, metrics, checkpoints).
+        run_guard.check_resume_config(self.workdir, config)
         ckpt = checkpointing.Checkpointer(
             self.workdir / "checkpoints",
             interval=int(ckpt_cfg.get("interval", 0)),
             keep=int(ckpt_cfg.get("keep", 3)),
             async_save=bool(ckpt_cfg.get("async_save", True)),
         )
-        if pidx == 0:  # the run dir alone then suffices to resume, evaluate or export it
-            save_run_config(config, self.workdir, "written by the trainer")
         iterator = data_lib.build_iterator(config, self.task, pidx, pcount)
         state = None
         start_step = 0
-        if ckpt_cfg.get("resume", True):
-            found = ckpt.restore_latest(self.setup.abstract, self.setup.shardings)
-            if found is not None:
-                start_step, restored, data_state, _ = found
-                state = state_lib.TrainState(**restored)
-                if data_state is not None:
-                    iterator.set_state(data_state)
-        if state is None:
-            state = self._initial_state()
+        if not ckpt_cfg.get("resume", True) and ckpt.all_steps():
+            ckpt.close()
+            raise ConfigError(
+                f"checkpoint.resume=False but {ckpt.directory} already holds checkpoints "
+                f"{ckpt.all_steps()}; a fresh run would overwrite them: use a new --workdir"
+            )
+        try:
+            if ckpt_cfg.get("resume", True):
+                found = ckpt.restore_latest(
+                    self.setup.abstract,
+                    self.setup.shardings,
+                    check=run_guard.check_state_structure(self.setup.abstract),
+                )
+                if found is not None:
+                    start_step, restored, data_state, _ = found
+                    state = state_lib.TrainState(**restored)
+                    if data_state is not None:
+                        iterator.set_state(data_state)
+            if state is None:
+                state = self._initial_state()
+        except BaseException:
+            ckpt.manager.close()
+            raise
+        if pidx == 0:  # the run dir alone then suffices to resume, evaluate or export it
+            save_run_config(config, self.workdir, "written by the trainer")
         last_ckpt = str(ckpt.directory / str(start_step)) if start_step else None
         logger = metrics_lib.MetricsLogger(
             self.workdir,
