@@ -227,7 +227,9 @@ def restore_train_params(ckpt_dir: str, step: int | None, abstract: dict[str, An
 
     step = resolve_step(ckpt_dir, step)
     state_dir = os.path.join(ckpt_dir, str(step), "state")
-    with ocp.PyTreeCheckpointer() as checkpointer:
+    from mathjax_vl.train.checkpointing import item_reader
+
+    with item_reader() as checkpointer:
         meta = checkpointer.metadata(state_dir)
         tree = getattr(meta, "item_metadata", meta)  # StepMetadata (newer orbax) or the tree
         tree = getattr(tree, "tree", tree)
@@ -282,10 +284,24 @@ def load_model(
         raise ModelLoadError(f"model path {path} does not exist")
     config_json = os.path.join(path, "config.json")
     if os.path.isfile(config_json):
-        with open(config_json) as f:
-            hf = json.load(f)
+        try:
+            with open(config_json, encoding="utf-8") as f:
+                hf = json.load(f)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ModelLoadError(f"{config_json}: not a valid JSON config ({err})") from None
+        if not isinstance(hf, dict):
+            raise ModelLoadError(
+                f"{config_json}: expected a JSON object (an HF config), found {type(hf).__name__}"
+            )
         if "architectures" in hf or "model_type" in hf:
-            return load_hf_dir(path, tokenizer_dir, dtype)
+            try:
+                return load_hf_dir(path, tokenizer_dir, dtype)
+            except (KeyError, TypeError) as err:  # a field missing or of the wrong type
+                what = err.args[0] if isinstance(err, KeyError) and err.args else err
+                raise ModelLoadError(
+                    f"{config_json}: not a usable HF config ({type(err).__name__}: {what}); "
+                    "expected the config.json that transformers' save_pretrained writes"
+                ) from None
     from mathjax_vl.hf import registry
 
     if registry.is_checkpoint(path):

@@ -12,6 +12,7 @@ is never renamed or overwritten, since the cause is the config, not the files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ import re
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +302,27 @@ class Checkpointer:
         return restored["state"], holder.state, restored["meta"]
 
 
+class _ItemDirMetadataFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Metadata file does not exist")
+
+
+@contextlib.contextmanager
+def item_reader() -> Iterator[Any]:
+    """An orbax PyTreeCheckpointer for one item directory (<step>/state) of a checkpoint.
+
+    Orbax looks for step-level metadata inside the item dir and logs "Metadata file does not
+    exist" when it (rightly) finds none; that warning is dropped here, nothing else is."""
+
+    absl_logger, quiet = logging.getLogger("absl"), _ItemDirMetadataFilter()
+    absl_logger.addFilter(quiet)
+    try:
+        with item_reader() as reader:
+            yield reader
+    finally:
+        absl_logger.removeFilter(quiet)
+
+
 def _key_name(entry: Any) -> str:
     for attr in ("key", "idx", "name"):
         if hasattr(entry, attr):
@@ -376,7 +399,7 @@ def restore_params_from(
     )
     # The manager registers "state" with StandardCheckpointHandler, which cannot restore a
     # subtree; the same files read through the PyTree handler can (partial_restore).
-    with ocp.PyTreeCheckpointer() as reader:
+    with item_reader() as reader:
         restored = reader.restore(
             directory / str(step) / "state",
             args=ocp.args.PyTreeRestore(

@@ -17,6 +17,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from mathjax_vl.errors import ConfigError
 from mathjax_vl.train.tasks.base import Task
 
 # padding value per batch key suffix (the pipelines' conventions)
@@ -122,7 +123,7 @@ def build(
     d = config.data
     for field in ("dataset", "tokenizer_dir", "objective"):
         if not d.get(field):
-            raise ValueError(f"data.kind='pipeline' needs data.{field}")
+            raise ConfigError(f"data.kind='pipeline' needs data.{field} (it is empty)")
     seq_len = int(d.seq_len)
     kwargs: dict[str, Any] = {}
     vlm = getattr(task, "vlm_cfg", None)

@@ -164,16 +164,15 @@ class Trainer:
             keep=int(ckpt_cfg.get("keep", 3)),
             async_save=bool(ckpt_cfg.get("async_save", True)),
         )
-        iterator = data_lib.build_iterator(config, self.task, pidx, pcount)
         state = None
         start_step = 0
-        if not ckpt_cfg.get("resume", True) and ckpt.all_steps():
-            ckpt.close()
-            raise ConfigError(
-                f"checkpoint.resume=False but {ckpt.directory} already holds checkpoints "
-                f"{ckpt.all_steps()}; a fresh run would overwrite them: use a new --workdir"
-            )
         try:
+            if not ckpt_cfg.get("resume", True) and ckpt.all_steps():
+                raise ConfigError(
+                    f"checkpoint.resume=False but {ckpt.directory} already holds checkpoints "
+                    f"{ckpt.all_steps()}; a fresh run would overwrite them: use a new --workdir"
+                )
+            iterator = data_lib.build_iterator(config, self.task, pidx, pcount)
             if ckpt_cfg.get("resume", True):
                 found = ckpt.restore_latest(
                     self.setup.abstract,
