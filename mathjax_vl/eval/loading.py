@@ -294,8 +294,15 @@ def load_model(
                 f"{config_json}: expected a JSON object (an HF config), found {type(hf).__name__}"
             )
         if "architectures" in hf or "model_type" in hf:
+            from mathjax_vl.hf.common import UnsupportedArchitectureError
+
             try:
                 return load_hf_dir(path, tokenizer_dir, dtype)
+            except UnsupportedArchitectureError as err:  # a config.json key: name the file
+                message = str(err)
+                for prefix in (f"{config_json}: ", f"{path}: "):
+                    message = message.removeprefix(prefix)
+                raise ModelLoadError(f"{config_json}: {message}") from None
             except (KeyError, TypeError) as err:  # a field missing or of the wrong type
                 what = err.args[0] if isinstance(err, KeyError) and err.args else err
                 raise ModelLoadError(

@@ -313,11 +313,12 @@ def item_reader() -> Iterator[Any]:
 
     Orbax looks for step-level metadata inside the item dir and logs "Metadata file does not
     exist" when it (rightly) finds none; that warning is dropped here, nothing else is."""
+    import orbax.checkpoint as ocp
 
     absl_logger, quiet = logging.getLogger("absl"), _ItemDirMetadataFilter()
     absl_logger.addFilter(quiet)
     try:
-        with item_reader() as reader:
+        with ocp.PyTreeCheckpointer() as reader:
             yield reader
     finally:
         absl_logger.removeFilter(quiet)
