@@ -21,8 +21,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mathjax_vl.errors import ConfigError
-from mathjax_vl.train import checkpointing, distributed, guards, run_guard
+from mathjax_vl.data.bad_records import BadRecordBoundError
+from mathjax_vl.data.records import RecordError
+from mathjax_vl.errors import ConfigError, UserError
+from mathjax_vl.train import checkpointing, distributed, guards, peer_watch, run_guard
 from mathjax_vl.train import data as data_lib
 from mathjax_vl.train import metrics as metrics_lib
 from mathjax_vl.train import optimizer as opt_lib
@@ -222,6 +224,17 @@ class Trainer:
         step = start_step
         status = "completed"
         t_prev = time.perf_counter()
+        watchdog = None
+        if pcount > 1:  # a collective with a dead peer never returns: bound the wait
+            timeout = float(config.distributed.get("step_timeout_s", 0) or 0)
+            watchdog = peer_watch.StepWatchdog(
+                timeout,
+                lambda: peer_watch.peer_lost_message(
+                    pidx, pcount, f"no training step finished in {timeout:g} s after step {step}",
+                    last_ckpt,
+                ),
+            ).start()  # fmt: skip
+        peer_lost = False
         try:
             stop_at = int(config.train.get("run_until_step", 0)) or self.total_steps
             stop_at = min(stop_at, self.total_steps)
@@ -263,12 +276,31 @@ class Trainer:
                     status = "preempted"
                     logger.event({"preempted_at": step, "checkpoint": last_ckpt})
                     break
+                if watchdog is not None:
+                    watchdog.beat()
         except guards.NonFiniteError as err:
             logger.event({"stopped": str(err)})
             raise
+        except Exception as err:
+            if pcount == 1 or isinstance(err, (UserError, RecordError, BadRecordBoundError)):
+                raise
+            peer_lost = True  # no collective may run now: not even the checkpoint's close
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            message = peer_watch.peer_lost_message(
+                pidx,
+                pcount,
+                f"a cross-process operation failed at step {step + 1} "
+                f"({type(err).__name__}: {first})",
+                last_ckpt,
+            )
+            logger.event({"peer_lost": message})
+            raise peer_watch.PeerLostError(message) from err
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             signal.signal(signal.SIGTERM, old_handler)
-            ckpt.close()
+            if not peer_lost:
+                ckpt.close()
             logger.close()
         return {
             "status": status,
