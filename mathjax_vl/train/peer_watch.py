@@ -47,18 +47,20 @@ def exit_now(message: str, code: int = EXIT_PEER_LOST) -> None:
 
 
 class StepWatchdog:
-    """Background thread: exit_now(...) when `beat()` was not called for `timeout_s` seconds."""
+    """Background thread: exit_now(...) when `beat()` was not called for `timeout_s` seconds.
+
+    Armed by the first beat: before it, processes still compiling at different speeds wait in
+    the first collective for each other (a peer dead by then is caught by jax's heartbeat)."""
 
     def __init__(self, timeout_s: float, describe):
         self.timeout_s = float(timeout_s)
         self._describe = describe  # () -> message, evaluated when it fires
-        self._last = time.monotonic()
+        self._last: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="step_watchdog", daemon=True)
 
     def start(self) -> StepWatchdog:
         if self.timeout_s > 0:
-            self._last = time.monotonic()
             self._thread.start()
         return self
 
@@ -70,5 +72,5 @@ class StepWatchdog:
 
     def _watch(self) -> None:
         while not self._stop.wait(min(1.0, self.timeout_s / 4)):
-            if time.monotonic() - self._last > self.timeout_s:
+            if self._last is not None and time.monotonic() - self._last > self.timeout_s:
                 exit_now(self._describe())
