@@ -39,6 +39,10 @@ def base_config() -> ml_collections.ConfigDict:
             "num_examples": 4096,
             "seed": 0,
             "nan_example_index": -1,  # fault injection: that synthetic example's floats are NaN
+            # multimodal rows: "bucketed" (one example per row, padded to seq_len) or "packing"
+            # (several whole examples per row with segment ids; max_images = image slots per row)
+            "layout": "bucketed",
+            "packing_window": 64,  # examples packed together (first-fit decreasing)
         }
     )
 

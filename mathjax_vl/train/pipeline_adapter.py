@@ -3,8 +3,9 @@
 config.data (kind = "pipeline"): dataset (a TFDS dataset dir written by mathjax_vl.data.storage),
 split, tokenizer_dir, objective (text_sft | multimodal_sft | puma_pair | image_caption |
 image_code), num_workers, seed, too_long, bad_records ({policy, max_skipped_fraction, ...});
-image size / mean / std come from the vision tower's config and
-the image-token count from the VLM. The pipeline pads to length buckets; the trainer compiles one
+image size / mean / std come from the vision tower's config and the image-token count from the
+VLM; layout ("bucketed" | "packing") and packing_window choose the multimodal row layout. The
+pipeline pads to length buckets (or packs rows of seq_len); the trainer compiles one
 step for the task's fixed shapes, so every batch is padded here up to those shapes (never cut: a
 longer batch is an error naming the key). The iterator state is the pipeline's, so checkpoints
 resume the data exactly.
@@ -153,6 +154,8 @@ def build(
         ),
         length_buckets=(seq_len,),
         max_images_per_example=int(d.get("max_images", 1)),
+        layout=d.get("layout", "bucketed") if d.objective != "text_sft" else "bucketed",
+        packing_window=int(d.get("packing_window", 64)),
         **kwargs,
     )
     source = storage.open_source(d.dataset, d.get("split", "train"))

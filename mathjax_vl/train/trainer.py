@@ -235,13 +235,17 @@ class Trainer:
                 ),
             ).start()  # fmt: skip
         peer_lost = False
+        totals = {"useful": 0, "computed": 0}  # tokens over this process's steps (summary)
         try:
             stop_at = int(config.train.get("run_until_step", 0)) or self.total_steps
             stop_at = min(stop_at, self.total_steps)
             while step < stop_at:
                 host_batch = next(iterator)
                 fp = data_lib.fingerprint(host_batch)
-                tokens = self.task.count_tokens(host_batch) * pcount
+                tokens = self.task.count_tokens(host_batch) * pcount  # useful (non-padding)
+                computed = self.task.computed_tokens(host_batch) * pcount
+                totals["useful"] += tokens
+                totals["computed"] += computed
                 batch = data_lib.to_global(host_batch, self.batch_shardings, self.global_batch)
                 with step_lib.mesh_context(self.mesh, self.rules):
                     state, metrics = compiled(state, batch)
@@ -257,6 +261,8 @@ class Trainer:
                     step_time_s=dt,
                     tokens=tokens,
                     tokens_per_s=tokens / dt if dt > 0 else 0.0,
+                    computed_tokens=computed,
+                    useful_fraction=tokens / computed if computed else 0.0,
                     batch_fingerprint=fp,
                 )
                 if flops_per_step and peak:
@@ -307,6 +313,9 @@ class Trainer:
             "step": step,
             "skipped_steps": guard.skipped,
             "last_checkpoint": last_ckpt,
+            "useful_tokens": totals["useful"],
+            "computed_tokens": totals["computed"],
+            "useful_fraction": totals["useful"] / totals["computed"] if totals["computed"] else 0.0,
             "state": state,
         }
 

@@ -90,6 +90,8 @@ def run(args) -> int:
         peer_watch.exit_now(str(err))
     print(
         f"{summary['status']} at step {summary['step']}; last checkpoint: "
-        f"{summary['last_checkpoint']}; skipped steps: {summary['skipped_steps']}"
+        f"{summary['last_checkpoint']}; skipped steps: {summary['skipped_steps']}; "
+        f"useful tokens: {summary['useful_tokens']} of {summary['computed_tokens']} computed "
+        f"({summary['useful_fraction']:.3f})"
     )
     return 0
