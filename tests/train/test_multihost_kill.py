@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
 CONFIG = str(ROOT / "configs" / "tiny_text_sft.py")
-STEPS, INTERVAL = 9, 3
+STEPS, INTERVAL = 6, 3
 
 
 def _free_port() -> int:
