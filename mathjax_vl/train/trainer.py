@@ -61,7 +61,7 @@ class Trainer:
         shards = shard_lib.batch_shard_count(self.mesh, self.rules)
         accum = int(config.train.get("grad_accum_steps", 1))
         if self.global_batch % (shards * accum):
-            raise ValueError(
+            raise ConfigError(
                 f"train.global_batch_size {self.global_batch} must be a multiple of the batch "
                 f"shards ({shards}) x grad_accum_steps ({accum})"
             )

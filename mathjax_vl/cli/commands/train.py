@@ -56,7 +56,8 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
             overrides.append(arg)
         elif arg.startswith("--config."):
             if i + 1 >= len(argv):
-                raise SystemExit(f"override {arg} has no value")
+                print(f"error: override {arg} has no value (expected {arg}=VALUE)", file=sys.stderr)
+                raise SystemExit(2)
             overrides.append(f"{arg}={argv[i + 1]}")
             i += 1
         else:
