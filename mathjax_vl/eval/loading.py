@@ -199,16 +199,21 @@ def resolve_step(ckpt_dir: str, step: int | None, error: type[Exception] = Model
 
     manager = Checkpointer(ckpt_dir, interval=0, keep=0, async_save=False)
     try:
-        complete = [s for s in manager.all_steps() if manager.incomplete_reason(s) is None]
+        steps = manager.all_steps()
+        if step is not None and step in steps:  # verify (sizes + SHA-256) only the one asked for
+            reason = manager.incomplete_reason(step)
+            if reason is None:
+                return step
+            raise error(f"{ckpt_dir}: the checkpoint for step {step} is not complete: {reason}")
+        # newest first, stopping at the first complete one (each check hashes its files)
+        newest = next((s for s in reversed(steps) if manager.incomplete_reason(s) is None), None)
     finally:
         manager.manager.close()
-    if not complete:
-        raise error(f"{ckpt_dir}: no complete checkpoint (none has its manifest)")
+    if newest is None:
+        raise error(f"{ckpt_dir}: no complete checkpoint (none matches its manifest)")
     if step is None:
-        return complete[-1]
-    if step not in complete:
-        raise error(f"{ckpt_dir}: no complete checkpoint for step {step}; have {complete}")
-    return step
+        return newest
+    raise error(f"{ckpt_dir}: no checkpoint for step {step}; have {steps}")
 
 
 def restore_train_params(ckpt_dir: str, step: int | None, abstract: dict[str, Any]) -> dict:

@@ -362,12 +362,17 @@ def restore_params_from(
 
     directory = Path(directory).absolute()
     ckpt = Checkpointer(directory, interval=0, keep=0, async_save=False)
-    steps = [s for s in ckpt.all_steps() if ckpt.incomplete_reason(s) is None]
-    if not steps:
-        raise FileNotFoundError(f"no complete checkpoint under {directory}")
-    step = steps[-1] if step is None else int(step)
-    if step not in steps:
-        raise FileNotFoundError(f"no complete checkpoint for step {step} in {directory}: {steps}")
+    steps = ckpt.all_steps()
+    if step is None:  # newest complete (each check hashes that checkpoint's files)
+        step = next((s for s in reversed(steps) if ckpt.incomplete_reason(s) is None), None)
+        if step is None:
+            raise FileNotFoundError(f"no complete checkpoint under {directory} (steps: {steps})")
+    elif int(step) not in steps or ckpt.incomplete_reason(int(step)) is not None:
+        why = ckpt.incomplete_reason(int(step)) if int(step) in steps else "no such step"
+        raise FileNotFoundError(
+            f"no complete checkpoint for step {step} in {directory} ({why}; steps: {steps})"
+        )
+    step = int(step)
     meta = ckpt.manager.item_metadata(step)["state"]
     tree = meta.tree if hasattr(meta, "tree") else meta
     old: dict[str, tuple[str, str]] = {}  # new path -> (subtree, old path)
