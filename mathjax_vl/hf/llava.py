@@ -48,8 +48,8 @@ PROJ_PREFIX = "multi_modal_projector."
 def config_from_hf(hf: dict[str, Any], path: str = "<config>", **knobs: Any) -> VLMConfig:
     """LlavaConfig dict -> VLMConfig. knobs: dtype / param_dtype / remat_policy for all parts."""
     vis, txt = hf.get("vision_config") or {}, dict(hf.get("text_config") or {})
-    tower = hf_registry.by_model_type(vis.get("model_type"), "tower", f"{path}: vision_config")
     text_spec = hf_registry.by_model_type(txt.get("model_type"), "decoder", f"{path}: text_config")
+    tower = hf_registry.by_model_type(vis.get("model_type"), "tower", f"{path}: vision_config")
     # Decoder-only knobs (scan_layers) go to the text config; the tower takes the shared ones.
     vis_knobs = {k: v for k, v in knobs.items() if k in ("dtype", "param_dtype", "remat_policy")}
     try:

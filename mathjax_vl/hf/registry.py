@@ -146,7 +146,7 @@ def by_model_type(model_type: Any, role: str, where: str) -> HFArchitecture:
             return spec
     known = sorted(t for s in _BY_KIND.values() if s.role == role for t in s.model_types)
     raise UnsupportedArchitectureError(
-        f"{where}: model_type {model_type!r} is not a registered {role}; supported: {known}"
+        f"{where}.model_type {model_type!r} unsupported; registered {role} model_types: {known}"
     )
 
 
