@@ -110,3 +110,28 @@ def test_killed_peer_ends_the_survivor_with_a_message_and_the_run_resumes(tmp_pa
     assert _complete_steps(workdir)[-1] == STEPS
     steps = {r["step"] for r in _rows(workdir) if "batch_fingerprint" in r}
     assert steps == set(range(1, STEPS + 1))
+
+
+WATCHDOG = """
+import sys, time
+from mathjax_vl.train.peer_watch import StepWatchdog
+dog = StepWatchdog(0.5, lambda: "no step finished (test)").start()
+time.sleep(1.0)  # not armed before the first beat: compiling peers wait for each other
+dog.beat()
+with dog.paused():  # a long checkpoint save does not fire it
+    time.sleep(1.0)
+print("alive", flush=True)
+time.sleep(5)  # no beat: fires after 0.5 s
+print("not reached", flush=True)
+"""
+
+
+def test_step_watchdog_exits_with_a_message_when_no_step_finishes():
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-c", WATCHDOG], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stdout == "alive\n" and proc.stderr == "error: no step finished (test)\n"
+    assert time.time() - start < 30
