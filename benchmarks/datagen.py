@@ -18,7 +18,8 @@ each way, so raw and executor and all rows see the same machine load:
             interleaved with the executor in the same rounds (`--baseline none` skips it).
 Both are per core. Then the whole engine (problem generation with sympy, answer re-check,
 versions, rendering, image gates, dedup) makes `--pairs` Math-PUMA pairs with `--workers`
-workers, from which the hours for Math-PUMA's 120K automatically generated pairs follow.
+workers (now, the baseline revision's whole package in a helper process, now again), from which
+the hours for Math-PUMA's 120K automatically generated pairs follow.
 
 The machine is shared: the load average is printed; compare ratios, which are measured within
 one run, rather than absolute rates across runs.
@@ -230,6 +231,69 @@ class _Baseline:
         shutil.rmtree(self._tree, ignore_errors=True)
 
 
+def _engine_run(pairs: int, workers: int) -> dict:
+    """engine.generate of `pairs` Math-PUMA pairs: wall seconds and CPU per accepted pair
+    (jobs' CPU as the executor reports it + this process)."""
+    import time
+
+    from mathjax_vl.datagen import engine
+    from mathjax_vl.datagen.sandbox import FigureExecutor, SandboxConfig
+
+    config = engine.DatagenConfig(
+        recipe="puma_pairs", n=pairs, seed=0, workers=workers, progress=False
+    )
+    with FigureExecutor(SandboxConfig(workers=workers)) as pool:
+        pool.run(["x = 1"] * workers)  # start-up is not part of the steady state
+        job_cpu = []
+        map_calls = pool.map_calls
+
+        def counted(target, payloads):
+            for job in map_calls(target, payloads):
+                job_cpu.append(job.cpu_seconds)
+                yield job
+
+        pool.map_calls = counted
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = engine.generate(config, pool)  # records in memory: 60 pairs are small
+        elapsed, parent_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    figures = sum(len(r.text_rich.images) + len(r.vision_rich.images) for r in result.records)
+    return {
+        "pairs": len(result.records),
+        "figures": figures,
+        "items": result.items_tried,
+        "seconds": elapsed,
+        "cpu_per_pair": (sum(job_cpu) + parent_cpu) / len(result.records),
+    }
+
+
+def _engine_at_revision(revision: str, pairs: int, workers: int) -> dict:
+    """`_engine_run` with the whole package as it was at `revision` (exported to a temp dir)."""
+    import inspect
+    import io
+    import json
+    import subprocess
+    import tarfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    archive = subprocess.run(
+        ["git", "archive", revision, "mathjax_vl"], cwd=repo, capture_output=True, check=True
+    ).stdout
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with tempfile.TemporaryDirectory() as tree:
+        tarfile.open(fileobj=io.BytesIO(archive)).extractall(tree, filter="data")
+        script = "\n".join(
+            [
+                f"import json, sys\nsys.path.insert(0, {tree!r})",
+                inspect.getsource(_engine_run),
+                f"print(json.dumps(_engine_run({pairs}, {workers})))",
+            ]
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+        ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def _programs_at_revision(revision: str, names: list[str], count: int) -> dict[str, list[str]]:
     """The same problems' figure programs as emitted by the package at a git revision (its
     `mathjax_vl/` exported to a temp dir, generated in a subprocess that imports it)."""
@@ -304,7 +368,6 @@ def main() -> None:
 
     import matplotlib
 
-    from mathjax_vl.datagen import engine
     from mathjax_vl.datagen.families import FAMILIES
     from mathjax_vl.datagen.sandbox import FigureExecutor, SandboxConfig
 
@@ -393,38 +456,25 @@ def main() -> None:
     if args.compare_with:
         _compare_with_revision(args.compare_with, sorted(FAMILIES), args.figures, args.reps)
 
-    config = engine.DatagenConfig(
-        recipe="puma_pairs", n=args.pairs, seed=0, workers=args.workers, progress=False
-    )
-    with FigureExecutor(SandboxConfig(workers=args.workers)) as pool:
-        pool.run(["x = 1"] * args.workers)  # start-up is not part of the steady state
-        job_cpu = []
-        map_calls = pool.map_calls
-
-        def counted(target, payloads):
-            for job in map_calls(target, payloads):
-                job_cpu.append(job.cpu_seconds)
-                yield job
-
-        pool.map_calls = counted
-        start, cpu_start = time.perf_counter(), time.process_time()
-        result = engine.generate(config, pool)  # records in memory: 60 pairs are small
-        elapsed, parent_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    figures = sum(len(r.text_rich.images) + len(r.vision_rich.images) for r in result.records)
-    pairs_per_s = len(result.records) / elapsed
-    cpu_per_pair = (sum(job_cpu) + parent_cpu) / len(result.records)
+    runs = {"now": [_engine_run(args.pairs, args.workers)]}
+    if baseline is not None:
+        runs["baseline"] = [_engine_at_revision(args.baseline, args.pairs, args.workers)]
+        runs["now"].append(_engine_run(args.pairs, args.workers))
     print()
-    print(
-        f"engine puma_pairs: {len(result.records)} pairs ({figures} figures, "
-        f"{result.items_tried} items tried) in {elapsed:.1f} s wall with {args.workers} workers "
-        f"= {pairs_per_s:.2f} pairs/s; CPU per accepted pair (workers + parent, rejected items "
-        f"included) {cpu_per_pair * 1000:.0f} ms = {1 / cpu_per_pair:.2f} pairs/s/core"
-    )
-    print(result.report())
+    for label, measured in runs.items():
+        for run in measured:
+            print(
+                f"engine puma_pairs ({label}): {run['pairs']} pairs ({run['figures']} figures, "
+                f"{run['items']} items tried) in {run['seconds']:.1f} s wall with "
+                f"{args.workers} workers = {run['pairs'] / run['seconds']:.2f} pairs/s; CPU per "
+                f"accepted pair (workers + parent, rejected items included) "
+                f"{run['cpu_per_pair'] * 1000:.0f} ms = {1 / run['cpu_per_pair']:.2f} pairs/s/core"
+            )
+    run = runs["now"][0]
     print(
         f"Math-PUMA's 120K generated pairs on this machine ({args.workers} workers): "
-        f"{120_000 / pairs_per_s / 3600:.2f} h at the measured wall rate (current load), "
-        f"{120_000 * cpu_per_pair / os.cpu_count() / 3600:.2f} h with all "
+        f"{120_000 / (run['pairs'] / run['seconds']) / 3600:.2f} h at the measured wall rate "
+        f"(current load), {120_000 * run['cpu_per_pair'] / os.cpu_count() / 3600:.2f} h with all "
         f"{os.cpu_count()} cores to ourselves (CPU-time estimate)"
     )
     print(f"load average at end: {os.getloadavg()}")

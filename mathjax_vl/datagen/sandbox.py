@@ -94,6 +94,7 @@ class SandboxConfig:
     max_open_files: int = 256  # RLIMIT_NOFILE of a program
     tmpfs_bytes: int = 256 * 1024**2  # the sandbox's private /tmp (working dirs), in RAM
     max_call_result_bytes: int = 256 * 1024**2  # largest result of one map_calls job
+    max_jobs_per_worker: int = 2000  # recycle the warm job worker to bound cache growth
     extra_read_paths: tuple[str, ...] = ()  # more host paths programs may read (read-only)
     startup_timeout_s: float = 60.0  # a sandbox must import matplotlib within this
     # Wall clock per program, enforced outside the program's process (SIGKILL): the backstop
@@ -330,9 +331,9 @@ class FigureExecutor:
     def map_calls(self, target: str, payloads: Sequence[Any]) -> Iterator[CallResult]:
         """Run trusted `target(payload, run_program)` ("module:function") in the sandboxes.
 
-        Each job runs in a fresh process forked from a sandbox's zygote (which imports the
-        target's module once). `run_program(source) -> dict` renders one figure program in a
-        fresh grandchild with every restriction of `run`, so a job can build a problem, render
+        Jobs run one after another in the sandbox's warm job worker (sandbox_jobs: trusted
+        code, caches kept). `run_program(source) -> dict` renders one figure program in a
+        fresh process with every restriction of `run`, so a job can build a problem, render
         its figures and check them without shipping programs and images back and forth. The
         job's return value comes back as data (wire.py: JSON, bytes, records), never a pickle.
         Results are yielded as they complete (use `.index`).

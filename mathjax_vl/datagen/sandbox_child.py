@@ -1,13 +1,14 @@
 """Inside the sandbox: the zygote, the one-program children it forks, and their result checks.
 
 The zygote (one per sandbox, PID 1 of its PID namespace under bwrap/unshare) warms matplotlib once
-(sandbox_mpl), then for every task forks a FRESH child:
+(sandbox_mpl), then:
 
-- a program task: the child applies rlimits, the seccomp filter and the audit hook
-  (sandbox_guard), runs the program in a private, empty working dir, and writes its result as
-  data (wire: PNG bytes + JSON) to a pipe, then exits;
-- a call task (trusted engine code, `FigureExecutor.map_calls`): the child runs the job, and each
-  figure program the job renders runs in ITS OWN grandchild, as above.
+- for every program task, forks a FRESH child, which applies rlimits, the seccomp filter and the
+  audit hook (sandbox_guard), runs the program in a private, empty working dir, and writes its
+  result as data (wire: PNG bytes + JSON) to a pipe, then exits;
+- call tasks (trusted engine code, `FigureExecutor.map_calls`) go to the sandbox's warm job
+  worker (sandbox_jobs), and each figure program a job renders runs in ITS OWN fresh grandchild,
+  as above.
 
 After every task the zygote kills what is left (as PID 1: every process of the namespace) and
 reaps it, so nothing a program started survives it, and a program that tampered with its own
@@ -363,46 +364,15 @@ def _checked_report(report: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _job_child(target: str, payload: Any, result_fd: int, env: dict[str, Any]) -> None:
-    """In a fresh fork: run trusted `target(payload, run_program)`, report as data, exit."""
-    import importlib
-    import traceback
-
-    _only_fds((2, result_fd))
-    G.die_with_parent()
-    G.set_limits(env["config"], None)
-    config = env["config"]
-
-    def run_program(source: str) -> dict[str, Any]:
-        return classify_program(fork_program(source, env), config)
-
-    module_name, function_name = target.split(":")
-    value, error_kind, error = None, None, None
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-        value = function(payload, run_program)
-    except MemoryError as exc:
-        error_kind, error = "memory", f"MemoryError: {exc}"
-    except Exception as exc:
-        error_kind = "exception"
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
-    try:
-        data = wire.encode({"value": value, "error_kind": error_kind, "error": error})
-    except TypeError as exc:
-        data = wire.encode({"value": None, "error_kind": "exception", "error": str(exc)})
-    _write_all(result_fd, data)
-    os._exit(0)
-
-
 def classify_call(facts: dict[str, Any], config: Any) -> dict[str, Any]:
-    """A CallResult's fields (no index) from what a job's child did and sent."""
+    """A CallResult's fields (no index) from what the job worker did and sent."""
     result = {"value": None, "seconds": facts["seconds"], "cpu_seconds": facts["cpu"]}
-    code = facts["code"]
     if facts["timed_out"]:
         kind, error = "timeout", f"ran longer than {config.call_timeout_s:g} s wall-clock; killed"
-    elif code != 0:
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-        kind, error = ("memory" if code == -signal.SIGKILL else "crash"), f"job died ({how})"
+    elif facts["overflow"]:
+        kind, error = "crash", f"the job's result exceeds {config.max_call_result_bytes} bytes"
+    elif facts["code"] != 0 or not facts["raw"]:
+        kind, error = "crash", "the job worker died before answering; restarted"
     else:
         try:
             report = wire.decode(facts["raw"], config.max_call_result_bytes)
@@ -439,7 +409,9 @@ def zygote_main(control_fd: int) -> None:
         "seccomp": G.seccomp_program(),
     }
     pid1 = os.getpid() == 1
-    imported: set[str] = set()
+    from mathjax_vl.datagen.sandbox_jobs import JobWorker
+
+    jobs = JobWorker(env)
     control.send_bytes(wire.encode({"ready": os.getpid()}))
     while True:
         task = control.recv()
@@ -447,28 +419,11 @@ def zygote_main(control_fd: int) -> None:
             break
         cpu_start = time.process_time()
         if task[0] == "program":
+            jobs.stop()  # as PID 1 the zygote ends every other process after a program
             facts = fork_program(task[2], env, pid1)
         else:
             _, _, target, payload = task
-            module = target.split(":")[0]
-            if module not in imported:  # trusted: import once here so every job's fork has it
-                __import__("importlib").import_module(module)
-                sandbox_mpl.freeze_heap()
-                imported.add(module)
-            facts = _fork_job(target, payload, env, pid1)
+            facts = jobs.call(target, payload)
         facts["cpu"] += time.process_time() - cpu_start  # the zygote's own share (fork, reads)
         control.send_bytes(wire.encode({"index": task[1], "facts": facts}))
-
-
-def _fork_job(target: str, payload: Any, env: dict[str, Any], pid1: bool) -> dict[str, Any]:
-    config = env["config"]
-    read_fd, write_fd = os.pipe()
-    pid = _fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            _job_child(target, payload, write_fd, env)
-        finally:
-            os._exit(70)
-    os.close(write_fd)
-    return _collect(pid, read_fd, config.call_timeout_s, config.max_call_result_bytes, pid1)
+    jobs.stop()

@@ -31,3 +31,17 @@ def probe(payload, run_program):
         "readable": {p: readable(p) for p in payload["paths"]},
         "writable_tmp": os.access("/tmp", os.W_OK),
     }
+
+
+def tamper_then_render(payload, run_program):
+    """A job whose first program tampers with its interpreter and is refused, then renders."""
+    import builtins
+
+    bad = run_program("import builtins\nbuiltins.TAMPERED = True\nimport os\nos.fork()\n")
+    good = run_program(payload["figure"])
+    return {
+        "bad": bad["error_kind"],
+        "good": good["error_kind"],
+        "png": good["png"],
+        "tampered": hasattr(builtins, "TAMPERED"),
+    }

@@ -59,3 +59,21 @@ def test_unsafe_no_isolation_warns_and_still_limits(capfd):
         ok, forbidden = executor.run(["x = 1\n", "import os\nos.fork()\n"])
     assert "WARNING: --unsafe-no-isolation" in capfd.readouterr().err
     assert ok.error_kind == "no_image" and forbidden.error_kind == "forbidden"
+
+
+FIGURE = (
+    "import sys\nimport matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\n"
+    "plt.savefig(sys.argv[1])\n"
+)
+
+
+def test_programs_inside_jobs_run_in_their_own_processes(probe_on_path):
+    """A job's figure programs cannot reach the warm job worker or later jobs."""
+    with FigureExecutor(SandboxConfig(workers=1)) as executor:
+        jobs = list(
+            executor.map_calls("_sandbox_probe:tamper_then_render", [{"figure": FIGURE}] * 2)
+        )
+    for job in jobs:
+        assert job.error_kind is None, job.error
+        assert job.value["bad"] == "forbidden" and job.value["good"] is None
+        assert job.value["png"].startswith(b"\x89PNG") and not job.value["tampered"]
