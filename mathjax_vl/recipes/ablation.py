@@ -1,8 +1,8 @@
 """Math-PUMA's Table 3 ablation at toy scale: 1 -> 2 -> 3 against 1 -> 3, same data, same steps.
 
-One run (`run_ablation`) generates the data once, then for each training seed trains CLIP-Math (skipped
-when its steps are 0: the tower then starts from random init) and PUMA stage 1 (shared by both
-arms: identical configs), branches into
+One run (`run_ablation`) generates the data once, then for each training seed trains CLIP-Math
+(skipped when its steps are 0: the tower then starts from random init) and PUMA stage 1 (shared
+by both arms: identical configs), branches into
 
     arm "1-2-3": stage 2 (KL alignment, S2 steps) then stage 3 (S3 steps, from stage 2);
     arm "1-3":   stage 3 for S2 + S3 steps straight from stage 1 (stage 2's steps go to stage 3),
@@ -176,7 +176,8 @@ def run_ablation(cfg: ml_collections.ConfigDict, log=print) -> dict[str, Any]:
             for arm in ARMS:
                 bar.set_postfix_str(f"seed {seed} eval {arm}")
                 final = os.path.join(seed_dir, ARM_RUNS[arm][-1])
-                scored = evaluate_run(cfg, paths, final, problems, out / "eval" / arm / f"seed{seed}")
+                where = out / "eval" / arm / f"seed{seed}"
+                scored = evaluate_run(cfg, paths, final, problems, where)
                 items[arm][seed] = scored
                 bar.update(len(problems))
                 acc = 100.0 * sum(i.correct for i in scored) / len(scored)

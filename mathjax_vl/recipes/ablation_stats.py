@@ -171,7 +171,9 @@ def markdown_table(stats: Mapping[str, Any], ci: float = 0.95) -> str:
         for key, _ in cols:
             digits = 2 if key in ("cv", "abs_skewness") else 1
             interval = d[key]["ci"]
-            span = f" [{_fmt(interval[0], digits)}, {_fmt(interval[1], digits)}]" if interval else ""
+            span = ""
+            if interval:
+                span = f" [{_fmt(interval[0], digits)}, {_fmt(interval[1], digits)}]"
             cells.append(f"{_fmt(d[key]['point'], digits)}{span}")
         lines.append(f"| {d['arms'][0]} minus {d['arms'][1]} | {' | '.join(cells)} |")
     lines.append(
