@@ -49,7 +49,8 @@ def stage_plan(
     demo.seed = seed
     with demo.unlocked():
         demo.train.steps = {**cfg.train.steps.to_dict(), "image_to_code": 1}
-    paths = {**paths, "image_code": paths.get("image_code", "")}  # the unused 5th stage's data
+    # Datasets of stages not run (image-to-code; CLIP-Math at 0 steps) need not exist.
+    paths = {"captions": "", "image_code": "", **paths}
     configs = demo_stages.stage_configs(demo, paths, seed_dir, vocab, image_id, eos_id)
     steps = cfg.train.steps
     plan = {name: configs[name] for name in SHARED_STAGES}
@@ -128,6 +129,41 @@ def _compilation_cache(path: str | None) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def _write_results(cfg, out: Path, runs, items, seeds, problems, paths, start) -> dict[str, Any]:
+    """Statistics, table, chart and summary.json over the seeds finished so far."""
+    compute = {
+        arm: {
+            str(seed): {
+                "steps": sum(runs[str(seed)][r]["steps"] for r in ARM_RUNS[arm]),
+                "tokens": sum(runs[str(seed)][r]["tokens"] for r in ARM_RUNS[arm]),
+            }
+            for seed in seeds
+        }
+        for arm in ARMS
+    }
+    finished = {arm: {s: items[arm][s] for s in seeds} for arm in ARMS}
+    stats = ablation_stats.summarize_arms(
+        finished, cfg.stats.bootstrap, cfg.stats.ci, cfg.stats.seed
+    )
+    chart = ablation_stats.bar_chart(stats, str(out / "puma_ablation.png"), cfg.stats.ci)
+    result = {
+        "complete": False,
+        "seconds": time.perf_counter() - start,
+        "seeds": list(seeds),
+        "eval_problems": len({p.problem_id for p in problems}),
+        "eval_items": len(problems),
+        "runs": runs,
+        "compute": compute,
+        "stats": stats,
+        "chart": chart,
+        "paths": paths,
+    }
+    table = ablation_stats.markdown_table(stats, cfg.stats.ci)
+    (out / "results.md").write_text(table + "\n")
+    (out / "summary.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
 def run_ablation(cfg: ml_collections.ConfigDict, log=print) -> dict[str, Any]:
     """The whole ablation; writes summary.json, results.md and the chart under cfg.out_dir."""
     from tqdm import tqdm
@@ -182,35 +218,15 @@ def run_ablation(cfg: ml_collections.ConfigDict, log=print) -> dict[str, Any]:
                 bar.update(len(problems))
                 acc = 100.0 * sum(i.correct for i in scored) / len(scored)
                 log(f"  seed {seed} arm {arm}: {acc:.1f}% of {len(scored)} answers correct")
+            # Results so far after every seed: a run stopped early still reports its seeds.
+            done = [s for s in seeds if s in items[ARMS[-1]]]
+            result = _write_results(cfg, out, runs, items, done, problems, paths, start)
     finally:
         bar.close()
-    compute = {
-        arm: {
-            str(seed): {
-                "steps": sum(runs[str(seed)][r]["steps"] for r in ARM_RUNS[arm]),
-                "tokens": sum(runs[str(seed)][r]["tokens"] for r in ARM_RUNS[arm]),
-            }
-            for seed in seeds
-        }
-        for arm in ARMS
-    }
-    stats = ablation_stats.summarize_arms(items, cfg.stats.bootstrap, cfg.stats.ci, cfg.stats.seed)
-    chart = ablation_stats.bar_chart(stats, str(out / "puma_ablation.png"), cfg.stats.ci)
-    result = {
-        "seconds": time.perf_counter() - start,
-        "data_seconds": data_seconds,
-        "seeds": seeds,
-        "eval_problems": len({p.problem_id for p in problems}),
-        "eval_items": len(problems),
-        "runs": runs,
-        "compute": compute,
-        "stats": stats,
-        "chart": chart,
-        "paths": paths,
-    }
-    table = ablation_stats.markdown_table(stats, cfg.stats.ci)
-    (out / "results.md").write_text(table + "\n")
+    result.update(complete=True, seconds=time.perf_counter() - start, data_seconds=data_seconds)
     (out / "summary.json").write_text(json.dumps(result, indent=2, default=str))
+    table = (out / "results.md").read_text().rstrip("\n")
+    chart = result["chart"]
     log("")
     log(table)
     log(f"\nchart: {chart}; total {result['seconds']:.0f} s (data {data_seconds:.0f} s)")

@@ -233,7 +233,7 @@ def regular_polygon(rng: np.random.Generator, seed: int):
     # into train/test or to deduplicate against.
     letters = "".join(sorted(rng.choice(list(string.ascii_uppercase), size=n, replace=False)))
     rot = math.pi / 2 + (math.pi / n if n % 2 == 0 else 0.0)
-    rot += float(rng.uniform(-0.5, 0.5)) * math.pi / n
+    rot += float(rng.uniform(-1.0, 1.0)) * math.pi / n  # the whole orbit: n-fold symmetric
     P = {
         letters[i]: (
             3 * math.cos(rot + 2 * math.pi * i / n),
