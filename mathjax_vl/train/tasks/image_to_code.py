@@ -22,6 +22,8 @@ class ImageToCode(MultimodalSFT):
             rng, self.seq_len, cfg.text.vocab_size, cfg.image_token_id, cfg.image_seq_length, 1
         )
         row.update(vlm_common.synthetic_images(rng, self.max_images, cfg.vision.image_size, 1))
+        if self.packed:  # one example per synthetic row
+            row["segment_ids"] = row["attention_mask"].copy()
         return row
 
     def loss(self, params, batch, rng):
@@ -32,6 +34,9 @@ class ImageToCode(MultimodalSFT):
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
-    if config.model.get("kind", "vlm") != "vlm":
-        raise ValueError("image_to_code needs model.kind = 'vlm'")
+    from mathjax_vl.models import build, registry
+
+    kind = build.model_kind({"kind": "vlm", **config.model})
+    if kind == build.DUAL_ENCODER_KIND or registry.get(kind).role != "composite":
+        raise ValueError(f"image_to_code needs model.kind = 'vlm', got {kind!r}")
     return ImageToCode(config)

@@ -16,13 +16,15 @@ class MultimodalSFT(Task):
     name = "sft"
 
     def __init__(self, config: ml_collections.ConfigDict):
-        from mathjax_vl.models.vlm import VLM
+        from mathjax_vl.models import build
 
         self.cfg = config
-        self.vlm_cfg = vlm_common.vlm_config(config.model)
-        self.model = VLM(self.vlm_cfg)
+        self.vlm_cfg, self.model = build.train_module(config)
         self.seq_len = int(config.data.seq_len)
         self.max_images = int(config.data.get("max_images", 1))
+        # layout="packing": several examples per row, segment ids keep attention (and, through
+        # the first-label rule of the packer, the loss) inside each example.
+        self.packed = config.data.get("layout", "bucketed") == "packing"
 
     def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
         v = self.vlm_cfg.vision
@@ -32,6 +34,7 @@ class MultimodalSFT(Task):
             "labels": jax.ShapeDtypeStruct(tok, jnp.int32),
             "attention_mask": jax.ShapeDtypeStruct(tok, jnp.int32),
             "positions": jax.ShapeDtypeStruct(tok, jnp.int32),
+            **({"segment_ids": jax.ShapeDtypeStruct(tok, jnp.int32)} if self.packed else {}),
             "pixel_values": jax.ShapeDtypeStruct(
                 (batch_size, self.max_images, v.image_size, v.image_size, v.num_channels),
                 jnp.float32,
@@ -48,7 +51,7 @@ class MultimodalSFT(Task):
         )["params"]
 
     def lm_head(self, params):
-        from mathjax_vl.models.qwen2 import lm_head_weight
+        from mathjax_vl.models.decoder import lm_head_weight
 
         return lm_head_weight(params["language_model"], self.vlm_cfg.text)
 
@@ -78,6 +81,8 @@ class MultimodalSFT(Task):
                 rng, self.max_images, self.vlm_cfg.vision.image_size, n_real
             )
         )
+        if self.packed:  # one example per synthetic row
+            row["segment_ids"] = row["attention_mask"].copy()
         return row
 
     def model_flops_per_example(self) -> float:

@@ -28,6 +28,7 @@ class PumaKL(Task):
         self.seq_len = self.base.seq_len
         self.max_images = self.base.max_images
         self.num_response = int(config.data.get("response_len", self.seq_len // 2))
+        self.packed = self.base.packed  # both sides packed in lockstep, R slots per row
 
     def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
         side = self.base.batch_spec(batch_size)
@@ -48,6 +49,17 @@ class PumaKL(Task):
             np.asarray(batch["strong_attention_mask"]).sum()
         )
 
+    def computed_tokens(self, batch) -> int:
+        return int(np.asarray(batch["weak_input_ids"]).size) + int(
+            np.asarray(batch["strong_input_ids"]).size
+        )
+
+    def num_pairs(self, batch) -> jax.Array:
+        """Pairs in the batch (the released normalisation divides by it): rows, or segments."""
+        if self.packed:
+            return jnp.max(batch["weak_segment_ids"], axis=1).sum()
+        return jnp.asarray(batch["response_labels"].shape[0])
+
     def loss(self, params, batch, rng):
         from mathjax_vl.losses.positions import gather_aligned
 
@@ -65,7 +77,7 @@ class PumaKL(Task):
             batch["response_labels"].reshape(-1),
             batch["response_mask"].reshape(-1),
             self.cfg.loss,
-            num_sequences=batch["response_labels"].shape[0],
+            num_sequences=self.num_pairs(batch),
         )
 
     def synthetic_example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -87,6 +99,8 @@ class PumaKL(Task):
             row["attention_mask"] = (np.arange(t) < head + r).astype(np.int32)
             row["input_ids"] = np.where(row["attention_mask"] == 1, row["input_ids"], 0)
             row.pop("labels")
+            if self.packed:  # one pair per synthetic row
+                row["segment_ids"] = row["attention_mask"].copy()
             row.update(
                 vlm_common.synthetic_images(rng, self.max_images, cfg.vision.image_size, n_img)
             )
