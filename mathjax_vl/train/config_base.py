@@ -97,7 +97,17 @@ def base_config() -> ml_collections.ConfigDict:
     )
 
     c.distributed = ml_collections.ConfigDict(
-        {"enabled": "auto", "coordinator_address": "", "num_processes": 0, "process_id": -1}
+        {
+            "enabled": "auto",
+            "coordinator_address": "",
+            "num_processes": 0,
+            "process_id": -1,
+            # A dead peer is declared after this long without heartbeats (jax's default is 100).
+            "heartbeat_timeout_s": 60,
+            # Multi-process only: exit (status 4) when no step finishes for this long, since a
+            # collective with a dead or hung peer never returns. 0 = never.
+            "step_timeout_s": 300.0,
+        }
     )
     c.debug = ml_collections.ConfigDict({"step_sleep_s": 0.0})
     return c

@@ -18,10 +18,12 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from mathjax_vl.errors import ConfigError
+from mathjax_vl.losses.constants import IGNORE_INDEX
 from mathjax_vl.train.tasks.base import Task
 
 # padding value per batch key suffix (the pipelines' conventions)
-_PAD = {"labels": -100, "response_labels": -100}
+_PAD = {"labels": IGNORE_INDEX, "response_labels": IGNORE_INDEX}
 
 
 def pad_to_spec(batch: dict[str, np.ndarray], spec: dict[str, Any], local_batch: int) -> dict:
@@ -79,7 +81,7 @@ def _check_image_token(model_id: int, cfg, tokenizer_dir: str) -> None:
 
     token_id = ConversationTokenizer(tokenizer_dir, cfg.tokenization).image_token_id
     if token_id != model_id:
-        raise ValueError(
+        raise ConfigError(
             f"model.image_token_id = {model_id} but the tokenizer in {tokenizer_dir} maps "
             f"{cfg.tokenization.image_token!r} to {token_id}"
         )
@@ -102,7 +104,7 @@ def _check_vocab(task: Task, tokenizer_dir: str) -> None:
     vocab = _model_vocab(task)
     size = len(load_tokenizer(tokenizer_dir))
     if vocab is not None and size > vocab:
-        raise ValueError(
+        raise ConfigError(
             f"the tokenizer in {tokenizer_dir} has {size} tokens but the model's vocab_size is "
             f"{vocab}; set the model's vocab_size to at least {size}"
         )
@@ -123,7 +125,7 @@ def build(
     d = config.data
     for field in ("dataset", "tokenizer_dir", "objective"):
         if not d.get(field):
-            raise ValueError(f"data.kind='pipeline' needs data.{field}")
+            raise ConfigError(f"data.kind='pipeline' needs data.{field} (it is empty)")
     seq_len = int(d.seq_len)
     kwargs: dict[str, Any] = {}
     vlm = getattr(task, "vlm_cfg", None)

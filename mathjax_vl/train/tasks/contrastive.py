@@ -5,7 +5,6 @@ negatives come from the whole global batch."""
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -14,47 +13,15 @@ import numpy as np
 from mathjax_vl.train.tasks.base import Task
 
 
-class _DualEncoderWithBias(nn.Module):
-    """CLIPDualEncoder plus SigLIP's learned logit bias (init -10, as the SigLIP paper)."""
-
-    cfg: object
-    with_bias: bool
-
-    @nn.compact
-    def __call__(self, pixel_values, input_ids, attention_mask):
-        from mathjax_vl.models.clip import CLIPDualEncoder
-
-        out = CLIPDualEncoder(self.cfg, name="clip")(pixel_values, input_ids, attention_mask)
-        if self.with_bias:
-            out["logit_bias"] = self.param(
-                "logit_bias", nn.with_logical_partitioning(nn.initializers.constant(-10.0), ()), ()
-            )
-        return out
-
-
 class Contrastive(Task):
     name = "contrastive"
 
     def __init__(self, config: ml_collections.ConfigDict):
-        from mathjax_vl.models.clip import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+        from mathjax_vl.models import build
 
         self.cfg = config
-        m = config.model
-        vision = dict(m.vision.to_dict())
-        vision.pop("kind", None)
-        for k in ("image_mean", "image_std"):
-            if k in vision:
-                vision[k] = tuple(vision[k])
-        self.clip_cfg = CLIPConfig(
-            vision=CLIPVisionConfig(**vision),
-            text=CLIPTextConfig(**m.text.to_dict()),
-            projection_dim=int(m.get("projection_dim", 512)),
-            logit_scale_init_value=float(m.get("logit_scale_init_value", 2.6592)),
-        )
-        self.kind = config.loss.get("contrastive", "clip")
-        if self.kind not in ("clip", "siglip"):
-            raise ValueError(f"loss.contrastive must be 'clip' or 'siglip', got {self.kind!r}")
-        self.model = _DualEncoderWithBias(self.clip_cfg, self.kind == "siglip")
+        self.kind = build.contrastive_loss(config)
+        self.clip_cfg, self.model = build.train_module(config)
         self.caption_len = int(config.data.get("caption_len", 32))
 
     def batch_spec(self, batch_size):
@@ -78,14 +45,15 @@ class Contrastive(Task):
     def loss(self, params, batch, rng):
         from mathjax_vl.losses.contrastive import clip_loss, siglip_loss
 
+        objectives = {
+            "clip": lambda o: clip_loss(img, txt, scale),
+            "siglip": lambda o: siglip_loss(img, txt, scale, o["logit_bias"]),
+        }
         out = self.model.apply(
             {"params": params}, batch["pixel_values"], batch["caption_ids"], batch["caption_mask"]
         )
         img, txt, scale = out["image_embeds"], out["text_embeds"], out["logit_scale"]
-        if self.kind == "clip":
-            loss = clip_loss(img, txt, scale)
-        else:
-            loss = siglip_loss(img, txt, scale, out["logit_bias"])
+        loss = objectives[self.kind](out)
         sims = img @ txt.T
         acc = jnp.mean(jnp.argmax(sims, axis=1) == jnp.arange(sims.shape[0]))
         return loss, {self.kind: loss, "logit_scale": scale, "i2t_accuracy": acc}
