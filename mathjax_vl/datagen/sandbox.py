@@ -10,11 +10,15 @@ model-in-the-loop step, `codify`), so every program is treated as hostile. What 
   variables of the parent; no capabilities. If the namespaces cannot be created, starting
   fails with a message saying so. Running without them needs `unsafe_no_isolation=True`
   (CLI `--unsafe-no-isolation`), which prints a warning.
-- **One process per program** (sandbox_child.py). Inside, a zygote that imported matplotlib
-  once forks a fresh child for every program, so a program that tampers with its interpreter
-  dies with it and the next one starts clean. After each program every process of the sandbox
-  but the zygote is killed (it is PID 1 of the namespace), so nothing a program starts
-  outlives it.
+- **One process per untrusted program** (sandbox_child.py). Inside, a zygote that imported
+  matplotlib once forks a fresh child for every program, so a program that tampers with its
+  interpreter dies with it and the next one starts clean. After each program every process of
+  the sandbox but the zygote is killed (it is PID 1 of the namespace), so nothing a program
+  starts outlives it. Every program given to `run`/`imap_unordered` (codify, third-party code) takes
+  this path. The one exception is named `SandboxConfig.trusted_in_process`: a trusted
+  `map_calls` job (the engine's, Beam's) may render the programs the library generated from its
+  own families in its warm job worker, still inside the namespaces and rlimits but without a
+  fresh process, seccomp or audit hook per program (sandbox_jobs.py says why that is safe).
 - **Limits and refusals** (sandbox_guard.py), in that child: rlimits on CPU, address space,
   file size, open files and processes; a SIGPROF CPU timer (load-independent, so a busy machine
   does not change the engine's output) and a wall-clock limit enforced from outside the
@@ -110,6 +114,13 @@ class SandboxConfig:
     # Reuse plain-text measurements across the figures of one process (identical numbers, one
     # FreeType shaping saved per label; see sandbox_mpl._share_text_metrics_across_figures).
     share_text_metrics: bool = True
+    # Trusted in-process rendering: figure programs that a map_calls job declares as generated
+    # by the library's own problem families (`run_program(src, trust="family")`, the engine and
+    # Beam jobs) render inside the warm job worker, still within the namespace sandbox, without
+    # a fresh process per program (sandbox_jobs). Never applies to `run`/`imap_unordered` (the
+    # public run-program API, codify, third-party code): those always get a fresh process with
+    # seccomp and the audit hook. False: every program gets a fresh process.
+    trusted_in_process: bool = True
     # Modules the zygote imports before it forks any program (the "warm" part).
     preload: tuple[str, ...] = ("numpy", "matplotlib", "matplotlib.pyplot", "matplotlib.patches")
 
@@ -333,8 +344,11 @@ class FigureExecutor:
 
         Jobs run one after another in the sandbox's warm job worker (sandbox_jobs: trusted
         code, caches kept). `run_program(source) -> dict` renders one figure program in a
-        fresh process with every restriction of `run`, so a job can build a problem, render
-        its figures and check them without shipping programs and images back and forth. The
+        fresh process with every restriction of `run`; `run_program(source, trust="family")`,
+        for programs the library generated from its families, renders it in the job worker
+        itself when `config.trusted_in_process` (sandbox_jobs.TRUST_LEVELS). So a job can build
+        a problem, render its figures and check them without shipping programs and images back
+        and forth. The
         job's return value comes back as data (wire.py: JSON, bytes, records), never a pickle.
         Results are yielded as they complete (use `.index`).
         """

@@ -103,6 +103,26 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
     G.set_limits(config, config.timeout_s)
     G.install_seccomp(env["seccomp"])
     captured = io.StringIO()
+    status_fd = os.open("/proc/self/status", os.O_RDONLY)  # opened before the hook, read after
+    hook = G.make_hook(workdir, env["read_roots"], result_fd, captured, config.output_tail_chars)
+    report = _execute(source, workdir, config, captured, lambda: G.install_hook(hook))
+    threads = _thread_count(status_fd)
+    if threads != 1:  # a thread left running could act after the program "returned"
+        report.update(png=None, error_kind="forbidden")
+        report["error"] = f"threads still running when it returned ({threads})"
+    _write_all(result_fd, wire.encode(report))
+    os._exit(0)
+
+
+def _execute(
+    source: str, workdir: str, config: Any, captured: io.StringIO, before_program: Any
+) -> dict[str, Any]:
+    """Run one program with `workdir` as cwd and sys.argv[1] in it; its report (wire-ready).
+
+    Shared by the fresh per-program child (untrusted; `before_program` arms the audit hook) and
+    the trusted in-process path of the job worker (sandbox_jobs.render_trusted), so both report
+    exactly the same fields, clip measurement and CPU-timer outcome.
+    """
     tail = config.output_tail_chars
     out_path = os.path.join(workdir, "figure.png")
 
@@ -114,8 +134,7 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
 
     drawn = sandbox_mpl.DRAWN_TEXT
     drawn.clear()
-    status_fd = os.open("/proc/self/status", os.O_RDONLY)  # opened before the hook, read after
-    G.install_hook(G.make_hook(workdir, env["read_roots"], result_fd, captured, tail))
+    before_program()
     error_kind = error = None
     try:
         code = compile(source, "<figure program>", "exec")
@@ -154,9 +173,6 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
                 captured.write("\n[sandbox] saved the open figure to sys.argv[1]\n")
             except Exception:
                 pass
-    threads = _thread_count(status_fd)
-    if threads != 1:  # a thread left running could act after the program "returned"
-        error_kind, error = "forbidden", f"threads still running when it returned ({threads})"
     png = None
     if error_kind is None:
         if not os.path.isfile(out_path):
@@ -180,8 +196,7 @@ def _program_child(source: str, workdir: str, result_fd: int, env: dict[str, Any
         "clipped_labels": list(dict.fromkeys(clipped)),
         "output": captured.getvalue()[-tail:],
     }
-    _write_all(result_fd, wire.encode(report))
-    os._exit(0)
+    return report
 
 
 def _thread_count(status_fd: int) -> int:

@@ -15,7 +15,9 @@ DUPLICATE_OF = {4: 0}  # item 4 regenerates item 0's problem: a spec duplicate o
 def build_item(payload, run_program):
     index = payload["index"]
     if index == RENDER_FAILS:
-        return E.build_item(payload, lambda source: run_program(BROKEN_PROGRAM))
+        return E.build_item(
+            payload, lambda source, trust="untrusted": run_program(BROKEN_PROGRAM, trust)
+        )
     if index == JOB_FAILS:
         raise RuntimeError("planted job failure")
     if index in DUPLICATE_OF:

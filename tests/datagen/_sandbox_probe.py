@@ -45,3 +45,16 @@ def tamper_then_render(payload, run_program):
         "png": good["png"],
         "tampered": hasattr(builtins, "TAMPERED"),
     }
+
+
+def render_with_trust(payload, run_program):
+    """Render each program at `payload["trust"]`; which process ran it, outcome and PNG."""
+    results = [run_program(source, trust=payload["trust"]) for source in payload["programs"]]
+    return {
+        "worker": os.getpid(),
+        "pids": [
+            int(r["output"].split("PID ")[1].split()[0]) for r in results if "PID " in r["output"]
+        ],
+        "kinds": [r["error_kind"] for r in results],
+        "pngs": [r["png"] for r in results],
+    }

@@ -83,7 +83,7 @@ def test_each_emitted_program_reproduces_the_stored_image_in_a_fresh_interpreter
 
 
 def _runner(executor):
-    return lambda source: dataclasses.asdict(executor.run([source])[0])
+    return lambda source, trust="untrusted": dataclasses.asdict(executor.run([source])[0])
 
 
 BLANK = """
