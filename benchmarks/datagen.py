@@ -8,10 +8,16 @@ timing. Then, in `--reps` rounds, each round timing every row (reference figure 
 each way, so raw and executor and all rows see the same machine load:
   raw       the same programs exec'd and drawn+PNG-encoded in THIS process, one after another
             (no sandbox, no IPC): the matplotlib draw-and-encode rate of these figures;
-  executor  the programs through FigureExecutor with ONE sandbox (one core): namespaces, a
+  executor  (the UNTRUSTED path: codify, third-party code, `FigureExecutor.run`) the
+            programs through FigureExecutor with ONE sandbox (one core): namespaces, a
             fresh process forked from the warm zygote per program, rlimits, seccomp, audit
             hook, clip measurement, PNG bytes + JSON back. CPU = the program's process (wait4
             rusage, so page faults after the fork count) + the zygote's share + this process;
+  trusted job  the same programs through the engine's path: FigureExecutor.map_calls jobs
+            (benchmarks/_datagen_jobs.py), one program per job, each rendered with
+            run_program(trust="family"): in the sandbox's warm job worker, without a fresh
+            process (SandboxConfig.trusted_in_process). CPU = the job worker (incl. children)
+            + the zygote's share + this process;
   baseline  the same programs through the executor of `--baseline` (default: the last revision
             before OS isolation, a pool of warm in-process workers that exec program after
             program), run in a helper process with that revision's sandbox.py, timed
@@ -140,6 +146,18 @@ def _executor_rate(executor, programs: list[str]) -> tuple[float, float, int]:
     elapsed, parent_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     cpu = parent_cpu + sum(r.cpu_seconds for r in results)
     return len(programs) / elapsed, len(programs) / cpu, sum(not r.ok for r in results)
+
+
+def _job_rate(executor, programs: list[str]) -> tuple[float, float, int]:
+    """`_executor_rate` through trusted map_calls jobs, ONE program per job (as the engine's jobs
+    render theirs, with trust="family"; one per job so the per-job IPC is counted per figure)."""
+    payloads = [{"programs": [p]} for p in programs]
+    start, cpu_start = time.perf_counter(), time.process_time()
+    jobs = list(executor.map_calls("_datagen_jobs:render", payloads))
+    elapsed, parent_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    cpu = parent_cpu + sum(j.cpu_seconds for j in jobs)
+    failed = sum(j.error_kind is not None or j.value != 0 for j in jobs)
+    return len(programs) / elapsed, len(programs) / cpu, failed
 
 
 REFERENCE_FIGURE = """
@@ -375,6 +393,10 @@ def main() -> None:
     print(f"matplotlib {matplotlib.__version__}, python {sys.version.split()[0]}")
     rows, profiles = [], []
     baseline = None if args.baseline == "none" else _Baseline(args.baseline)
+    here = os.path.dirname(os.path.abspath(__file__))  # _datagen_jobs, imported in the sandbox
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [here, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    )
     with (
         tempfile.TemporaryDirectory() as workdir,
         FigureExecutor(SandboxConfig(workers=1)) as executor,
@@ -390,14 +412,15 @@ def main() -> None:
                 sets[name] = [REFERENCE_FIGURE] * args.figures
             _raw_rate(sets[name][:3], workdir)  # warm caches (fonts, mathtext) in this process
             executor.run(sets[name][:3])
+            _job_rate(executor, sets[name][:3])
             if baseline is not None:
                 baseline.rate(sets[name][:3])
         # Every rep times every row (raw, executor, baseline; the last two alternate in order),
         # so all rows share the machine's load.
-        timings = {name: ([], [], [], [], [0], []) for name in names}
+        timings = {name: ([], [], [], [], [0], [], []) for name in names}
         for rep in range(args.reps):
             for name in names:
-                raw, raw_cpu, wall, cpu, failures, base_cpu = timings[name]
+                raw, raw_cpu, wall, cpu, failures, base_cpu, job_cpu = timings[name]
                 r_wall, r_cpu = _raw_rate(sets[name], workdir)
                 raw.append(r_wall)
                 raw_cpu.append(r_cpu)
@@ -407,13 +430,25 @@ def main() -> None:
                 wall.append(e_wall)
                 cpu.append(e_cpu)
                 failures[0] += failed
+                _, j_cpu, failed = _job_rate(executor, sets[name])
+                job_cpu.append(j_cpu)
+                failures[0] += failed
                 if baseline is not None and rep % 2 == 0:
                     base_cpu.append(baseline.rate(sets[name])[1])
         mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
         for name in names:
-            raw, raw_cpu, wall, cpu, failures, base_cpu = timings[name]
+            raw, raw_cpu, wall, cpu, failures, base_cpu, job_cpu = timings[name]
             rows.append(
-                (name, mean(raw), mean(wall), mean(raw_cpu), mean(cpu), failures[0], mean(base_cpu))
+                (
+                    name,
+                    mean(raw),
+                    mean(wall),
+                    mean(raw_cpu),
+                    mean(cpu),
+                    failures[0],
+                    mean(base_cpu),
+                    mean(job_cpu),
+                )
             )
             if args.profile:
                 profiles.append((name, *_profile(sets[name], workdir)))
@@ -428,17 +463,22 @@ def main() -> None:
     print()
     print(f"baseline: the executor at {args.baseline} (cpu fig/s), timed in the same rounds.")
     print()
+    print("executor = the UNTRUSTED path (`run`: a fresh process per program, seccomp, audit")
+    print("hook; codify, third-party code). trusted job = the engine's path (map_calls jobs,")
+    print('one program per job, run_program(trust="family"): rendered in the warm job worker')
+    print("inside the namespace sandbox when SandboxConfig.trusted_in_process).")
+    print()
     print(
         "| figures | raw wall fig/s | executor wall fig/s | raw cpu fig/s | executor cpu fig/s "
         "| executor / raw (cpu) | failed | executor / reference raw | baseline cpu fig/s "
-        "| executor / baseline (cpu) |"
+        "| executor / baseline (cpu) | trusted job cpu fig/s | trusted job / baseline (cpu) |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, r_wall, e_wall, r_cpu, e_cpu, failures, b_cpu in rows:
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r_wall, e_wall, r_cpu, e_cpu, failures, b_cpu, j_cpu in rows:
         print(
             f"| {name} | {r_wall:.1f} | {e_wall:.1f} | {r_cpu:.1f} | {e_cpu:.1f} "
             f"| {e_cpu / r_cpu:.0%} | {failures} | {e_cpu / reference_raw_cpu:.0%} "
-            f"| {b_cpu:.1f} | {e_cpu / b_cpu:.0%} |"
+            f"| {b_cpu:.1f} | {e_cpu / b_cpu:.0%} | {j_cpu:.1f} | {j_cpu / b_cpu:.0%} |"
         )
 
     print(
