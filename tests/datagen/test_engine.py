@@ -44,6 +44,16 @@ def test_same_seed_same_dataset_for_any_worker_count(image_code_run):
     assert len(families) >= 2  # items cycle through the registered families
 
 
+def test_trusted_in_process_rendering_gives_the_per_program_dataset(image_code_run):
+    """The engine's family programs render in the warm job worker (trusted_in_process, the
+    default); a fresh process per program must give byte-identical records."""
+    config = E.DatagenConfig(recipe="image_code", n=3, seed=21, workers=1, progress=False)
+    per_program = SandboxConfig(workers=1, trusted_in_process=False)
+    with FigureExecutor(per_program) as executor:
+        fresh = E.generate(config, executor)
+    assert _dicts(fresh.records) == _dicts(image_code_run.records)
+
+
 def test_chunking_does_not_change_the_dataset(executor, image_code_run):
     config = E.DatagenConfig(
         recipe="image_code", n=3, seed=21, workers=2, progress=False, chunk_items=2
