@@ -24,8 +24,8 @@ class ImageToCode(MultimodalSFT):
         row.update(vlm_common.synthetic_images(rng, self.max_images, cfg.vision.image_size, 1))
         return row
 
-    def loss(self, params, batch, rng):
-        loss, parts = super().loss(params, batch, rng)
+    def loss(self, params, batch, rng, normalizers=None):
+        loss, parts = super().loss(params, batch, rng, normalizers)
         images = batch["image_mask"].sum(axis=1)
         parts = dict(parts, rows_without_image=(images == 0).sum().astype("float32"))
         return loss, parts

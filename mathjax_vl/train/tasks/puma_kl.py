@@ -19,6 +19,7 @@ SIDES = ("weak_", "strong_")
 
 class PumaKL(Task):
     name = "puma_kl"
+    accumulation = "sum"
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.cfg = config
@@ -48,7 +49,15 @@ class PumaKL(Task):
             np.asarray(batch["strong_attention_mask"]).sum()
         )
 
-    def loss(self, params, batch, rng):
+    def loss_normalizers(self, batch):
+        """Aligned response tokens and sequences ("released" divides the KL by the latter)."""
+        mask = batch["response_mask"]
+        return {
+            "tokens": jnp.sum(mask, dtype=jnp.float32),
+            "sequences": jnp.asarray(mask.shape[0], jnp.float32),
+        }
+
+    def loss(self, params, batch, rng, normalizers=None):
         from mathjax_vl.losses.positions import gather_aligned
 
         weak = vlm_common.vlm_hidden(self.model, params, batch, "weak_")
@@ -65,7 +74,10 @@ class PumaKL(Task):
             batch["response_labels"].reshape(-1),
             batch["response_mask"].reshape(-1),
             self.cfg.loss,
-            num_sequences=batch["response_labels"].shape[0],
+            num_sequences=batch["response_labels"].shape[0]
+            if normalizers is None
+            else normalizers["sequences"],
+            num_tokens=None if normalizers is None else normalizers["tokens"],
         )
 
     def synthetic_example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:

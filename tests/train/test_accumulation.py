@@ -1,0 +1,177 @@
+"""Gradient accumulation equals the full-batch step (float32, 1e-6 relative): the loss, every
+logged loss part and the updated parameters, for every objective, with microbatches that hold
+uneven numbers of loss tokens (so the old mean-of-microbatch-means would differ).
+
+The whole matrix (every objective x accumulation 1, 2, 4 x 1 and 8 fake devices) is `slow`:
+
+    python -m pytest -q -p no:xdist -m slow tests/train/test_accumulation.py
+
+the default run keeps one case per accumulation path and normalisation (see CASES_DEFAULT).
+"""
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from mathjax_vl.train import data as data_lib
+from mathjax_vl.train import state as state_lib
+from mathjax_vl.train.config_loader import load_config
+from mathjax_vl.train.tasks import common
+from mathjax_vl.train.trainer import Trainer
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+BATCH = 16  # divisible by 4 microbatches x 4 batch shards (the 8-device mesh below)
+MESH8 = {"data": 2, "fsdp": 2, "tensor": 2}
+
+OBJECTIVES = {
+    "sft_naive": ("tiny_text_sft.py", []),
+    "sft_fused_zloss": (
+        "tiny_text_sft.py",
+        ["--config.loss.impl=fused", "--config.loss.z_loss=0.1"],
+    ),
+    "multimodal_sft": ("tiny_multimodal_sft.py", []),
+    "puma_token_mean": ("tiny_puma_kl.py", ["--config.loss.normalization=token_mean"]),
+    "puma_paper": ("tiny_puma_kl.py", ["--config.loss.normalization=paper"]),
+    "puma_released": (
+        "tiny_puma_kl.py",
+        [
+            "--config.loss.normalization=released",
+            "--config.loss.alpha=0.5",
+            "--config.loss.tau=2.0",
+        ],
+    ),
+    "clip": ("tiny_contrastive.py", []),
+    "siglip": ("tiny_contrastive.py:siglip", []),
+}
+# (objective, accumulation, devices) run by default; the rest of the matrix is `slow`.
+CASES_DEFAULT = {
+    ("sft_naive", 2, 1),
+    ("sft_naive", 4, 1),
+    ("sft_fused_zloss", 4, 1),
+    ("puma_token_mean", 4, 1),
+    ("puma_paper", 2, 1),
+    ("puma_released", 4, 1),
+    ("clip", 4, 1),
+    ("siglip", 2, 1),
+    ("sft_naive", 4, 8),
+    ("puma_released", 4, 8),
+    ("clip", 4, 8),
+}
+CASES = [
+    pytest.param(name, k, dev, marks=() if (name, k, dev) in CASES_DEFAULT else pytest.mark.slow)
+    for name in OBJECTIVES
+    for k in (2, 4)
+    for dev in (1, 8)
+]
+
+
+def _uneven(host: dict) -> dict:
+    """Make the microbatches' loss-token counts differ: row r drops its last (3 r) % (R - 1)
+    response tokens
+    (PUMA; SFT rows already have random lengths)."""
+    host = dict(host)
+    if "response_mask" in host:
+        mask = host["response_mask"].copy()
+        r = mask.shape[1]
+        for row in range(mask.shape[0]):
+            mask[row, r - (row * 3) % (r - 1) :] = 0
+        host["response_mask"] = mask
+    return host
+
+
+def _token_counts(host: dict, k: int) -> list[float]:
+    """Loss tokens in each of the k microbatches (rows i::k), as the step splits the batch."""
+    if "response_mask" in host:
+        per_row = host["response_mask"].sum(axis=1)
+    elif "labels" in host:
+        per_row = np.asarray(jax.vmap(lambda lab: common.target_count(lab[None]))(host["labels"]))
+    else:
+        return []
+    return [float(per_row[i::k].sum()) for i in range(k)]
+
+
+def _trainer(name: str, k: int, devices: int, tmp_path) -> tuple[Trainer, object]:
+    file, overrides = OBJECTIVES[name]
+    mesh = MESH8 if devices == 8 else {"data": 1, "fsdp": 1, "tensor": 1}
+    config = load_config(
+        str(CONFIGS / file),
+        [
+            *overrides,
+            f"--config.mesh.num_devices={devices}",
+            *[f"--config.mesh.shape.{a}={v}" for a, v in mesh.items()],
+            f"--config.train.global_batch_size={BATCH}",
+            f"--config.train.grad_accum_steps={k}",
+            "--config.optim.warmup_ratio=0.0",
+            "--config.optim.schedule=constant",
+            # Adam's first update g / (|g| + eps) is ~sign(g): at eps 1e-8 it turns rounding
+            # noise of gradients near 1e-8 into 1e-5 relative parameter differences (measured:
+            # the key bias). eps 1e-3 keeps the update Lipschitz in g; the gradients themselves
+            # are compared through Adam's first moment below.
+            "--config.optim.eps=1e-3",
+        ],
+    )
+    return Trainer(config, tmp_path), config
+
+
+_FULL: dict = {}
+
+
+def _full_batch(name: str, devices: int, tmp_path) -> dict:
+    """The full-batch step of `name` (cached per module): its initial state and batch on the
+    host, its metrics and updated parameters."""
+    key = (name, devices)
+    if key not in _FULL:
+        trainer, config = _trainer(name, 1, devices, tmp_path)
+        state = state_lib.init_state(trainer.task, trainer.tx, trainer.setup, jax.random.key(0))
+        host_state = jax.device_get(state)
+        host = _uneven(next(data_lib.build_iterator(config, trainer.task, 0, 1)))
+        after, metrics, grads = _run(trainer, host_state, host)
+        _FULL[key] = dict(state=host_state, batch=host, after=after, metrics=metrics, grads=grads)
+    return _FULL[key]
+
+
+def _run(trainer: Trainer, host_state, host: dict) -> tuple[dict, dict, dict]:
+    """(updated params, metrics, gradient) of one step; the gradient (clipped) is read from
+    Adam's first moment after the first step, mu = (1 - b1) g."""
+    state = jax.device_put(host_state, trainer.setup.shardings)
+    batch = data_lib.to_global(host, trainer.batch_shardings, BATCH)
+    state, metrics = trainer.jitted(state, batch)
+    state = jax.device_get(state)
+    after = traverse_util.flatten_dict(state.params(), sep="/")
+    grads = traverse_util.flatten_dict(state.opt_state[1][0].mu, sep="/")
+    return after, jax.device_get(metrics), grads
+
+
+def _close(got, want, what: str, rtol: float = 1e-6) -> None:
+    """|got - want| <= rtol |want| in the L2 norm of the tensor (a tensor's few elements that are
+    zero up to rounding carry no relative precision; the norm bounds the error of the whole)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    err = float(np.linalg.norm(got - want))
+    assert err <= rtol * float(np.linalg.norm(want)) + 1e-12, f"{what}: |d| = {err:.3g}"
+
+
+@pytest.mark.parametrize(("name", "k", "devices"), CASES)
+def test_accumulated_step_equals_full_batch(name, k, devices, tmp_path):
+    assert jax.device_count() >= devices
+    ref = _full_batch(name, devices, tmp_path)
+    counts = _token_counts(ref["batch"], k)
+    if counts:  # the microbatches really are uneven: a mean of their means is another objective
+        assert len(set(counts)) > 1, counts
+    trainer, _ = _trainer(name, k, devices, tmp_path)
+    after, metrics, grads = _run(trainer, ref["state"], ref["batch"])
+    assert bool(metrics["finite"])
+    parts = [key for key in ref["metrics"] if key.startswith("loss")]
+    assert parts == [key for key in metrics if key.startswith("loss")]
+    for key in [*parts, "grad_norm"]:
+        _close(metrics[key], ref["metrics"][key], key)
+    before = traverse_util.flatten_dict(ref["state"].params(), sep="/")
+    moved = max(float(np.abs(after[p] - before[p]).max()) for p in after)
+    assert moved > 1e-4  # the step really updated the parameters
+    assert grads.keys() == ref["grads"].keys() and grads
+    for key, want in ref["grads"].items():
+        _close(grads[key], want, "gradient " + key)
+    for key, want in ref["after"].items():
+        _close(after[key], want, key)
