@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mathjax_vl.train import checkpointing, distributed, guards
+from mathjax_vl.train import checkpointing, debug_hooks, distributed, guards
 from mathjax_vl.train import data as data_lib
 from mathjax_vl.train import metrics as metrics_lib
 from mathjax_vl.train import optimizer as opt_lib
@@ -229,6 +229,9 @@ class Trainer:
                 logger.log(step, record)
                 if sleep_s:
                     time.sleep(sleep_s)
+                debug_hooks.maybe_pause(
+                    config, self.workdir, step, lambda: preempted["flag"], pidx == 0
+                )
                 ckpt.poll()
                 stop = self._agree(preempted["flag"])
                 if stop or ckpt.should_save(step) or step == stop_at:
