@@ -314,20 +314,28 @@ def mminstruct_row(row, where, load_image) -> R.MultimodalConversation:
     )
 
 
-_MATHVERSE_CHOICE = re.compile(r"^\s*\(?([A-H])\)?\s*[:.)]\s*(.+?)\s*$")
+_MATHVERSE_CHOICES_HEADER = re.compile(r"(?i)(?:^|\n)\s*(?:choices?|options?)\s*[:：]")
+_MATHVERSE_OPTION_MARK = re.compile(r"(?:^|(?<=\s)|(?<=;))\(?([A-H])\)?\s*[:.)：]")
 
 
 def mathverse_choices(question: str) -> tuple[str, ...]:
-    """Options listed after "Choices:" in a MathVerse question ("A:12 cm" lines), in order; ()
-    when the options are only in the image (vision-only versions)."""
-    _, found, tail = question.partition("Choices:")
-    if not found:
+    """Options listed after "Choices:" / "Choice:" in a MathVerse question ("A:12 cm" lines, or
+    "A. 1 B. 2" on one line), in order, as "A: text"; an option's text may be empty. () when the
+    options are only in the image (vision-only versions)."""
+    headers = list(_MATHVERSE_CHOICES_HEADER.finditer(question))
+    if not headers:
         return ()
+    header = headers[-1]  # the last header: the question text itself may say "options"
+    tail = question[header.end() :]
+    marks = []
+    for mark in _MATHVERSE_OPTION_MARK.finditer(tail):
+        if mark.group(1) == chr(ord("A") + len(marks)):
+            marks.append(mark)
     choices = []
-    for line in tail.splitlines():
-        match = _MATHVERSE_CHOICE.match(line)
-        if match and match.group(1) == chr(ord("A") + len(choices)):
-            choices.append(f"{match.group(1)}: {match.group(2)}")
+    for index, mark in enumerate(marks):
+        end = marks[index + 1].start() if index + 1 < len(marks) else len(tail)
+        text = tail[mark.end() : end].strip().rstrip(";").strip()
+        choices.append(f"{mark.group(1)}: {text}" if text else f"{mark.group(1)}:")
     return tuple(choices)
 
 
@@ -343,7 +351,7 @@ def mathverse_row(row, where, load_image, question_field: str = "query_wo") -> R
             f"field 'question_type': expected one of "
             f"{sorted(MATHVERSE_ANSWER_TYPES)}, found {qtype!r}",
         )
-    images = [load_image(v, "image", where) for v in _images_of(row.get("image"))]
+    images = [load_image(v, "image", where) for v in _images_of(row.get("image")) if load_image]
     choices = mathverse_choices(row.get("question") or question) if qtype == "multi-choice" else ()
     metadata = dict(row.get("metadata") or {})
     for key in ("sample_index", "question", "query_cot", "question_for_eval"):

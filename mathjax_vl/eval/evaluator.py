@@ -27,6 +27,8 @@ def load_problems(
     image_root: str | None = None,
     split: str = "test",
     limit: int | None = None,
+    *,
+    images: bool = True,
 ) -> list[EvalProblem]:
     """Problems of a benchmark, the first `limit` of them when given.
 
@@ -38,10 +40,10 @@ def load_problems(
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {'|'.join(BENCHMARKS)}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"--data {path}: no such file or directory")
-    if image_root is not None and not os.path.isdir(image_root):
+    if images and image_root is not None and not os.path.isdir(image_root):
         raise FileNotFoundError(f"--image-root {image_root}: not a directory")
     source = "generic" if os.path.isdir(path) else benchmark
-    problems = load_benchmark(source, path, image_root, split)
+    problems = load_benchmark(source, path, image_root, split, images=images)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"--limit must be >= 1, got {limit}")
@@ -110,9 +112,13 @@ def evaluate(
     *,
     responses: Sequence[str] | None = None,
     engine: Any = None,
+    extractor: Any = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Scores `responses` (or those `engine.generate_problems` produces) and writes the report."""
+    """Scores `responses` (or those `engine.generate_problems` produces) and writes the report.
+
+    `extractor` (a `mathverse.ModelExtractor`) makes step 1 of MathVerse's protocol with a local
+    model; its extractions are judged by rules."""
     if (responses is None) == (engine is None):
         raise ValueError("pass exactly one of responses or engine")
     if responses is None:
@@ -120,13 +126,16 @@ def evaluate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_responses(problems, responses, out / RESPONSES_FILE)
-    items = score_all(problems, responses, benchmark)
+    extractions = extractor.extract(responses, progress=progress) if extractor else None
+    items = score_all(problems, responses, benchmark, extractions)
     summary = summarize(items, benchmark)
     if engine is not None:
         summary["generation"] = {
             "model": engine.handle.source,
             **{k: v for k, v in vars(engine.config).items() if v is not None},
         }
+    if extractor is not None:
+        summary["extractor"] = {"model": extractor.engine.handle.source}
     summary["files"] = write_report(items, summary, out)
     summary["files"]["responses"] = str(out / RESPONSES_FILE)
     (out / "summary.json").write_text(

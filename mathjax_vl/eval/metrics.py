@@ -189,3 +189,110 @@ def wemath_problems_from_rows(rows: Iterable[Mapping[str, object]]) -> list[WeMa
             )
         )
     return problems
+
+
+# --- official breakdown rows ---------------------------------------------------------------------
+
+MATHVISTA_BREAKDOWN_KEYS = (
+    "question_type",
+    "answer_type",
+    "language",
+    "source",
+    "category",
+    "task",
+    "context",
+    "grade",
+    "skills",
+)
+
+
+def _cell(correct: int, total: int) -> dict[str, float | int]:
+    return {"accuracy": correct / total if total else 0.0, "correct": correct, "total": total}
+
+
+def mathvista_breakdown(
+    rows: Iterable[tuple[Mapping[str, object], bool]],
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """MathVista's fine-grained scores (as its calculate_score writes them): for each metadata
+    key, every value's {accuracy in [0, 1], correct, total}, sorted by accuracy, highest first.
+    `skills` is a list per item; an item counts towards each of its skills."""
+    counts: dict[str, dict[str, list[int]]] = {
+        k: defaultdict(lambda: [0, 0]) for k in MATHVISTA_BREAKDOWN_KEYS
+    }
+    for metadata, correct in rows:
+        for key in MATHVISTA_BREAKDOWN_KEYS:
+            value = metadata.get(key)
+            if value is None:
+                continue
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                counts[key][str(v)][0] += bool(correct)
+                counts[key][str(v)][1] += 1
+    out = {}
+    for key, table in counts.items():
+        if table:
+            cells = {v: _cell(c, t) for v, (c, t) in table.items()}
+            out[key] = dict(sorted(cells.items(), key=lambda kv: kv[1]["accuracy"], reverse=True))
+    return out
+
+
+def mathverse_breakdown(rows: Iterable[tuple[str, str, str, bool]]) -> dict[str, object]:
+    """The rows MathVerse's score script prints from (version, subject, subfield, correct):
+    per subject-subfield, per subject, total (pooled over items), per version, and pooled."""
+    by_field: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    by_version: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for version, subject, subfield, correct in rows:
+        for cell in (by_field[subject][subfield], by_version[version]):
+            cell[0] += bool(correct)
+            cell[1] += 1
+    subjects, subfields = {}, {}
+    for subject, fields in by_field.items():
+        right = sum(c for c, _ in fields.values())
+        total = sum(t for _, t in fields.values())
+        subjects[subject] = _cell(right, total)
+        for subfield, (c, t) in fields.items():
+            subfields[f"{subject}-{subfield}"] = _cell(c, t)
+    right = sum(c for c, _ in by_version.values())
+    total = sum(t for _, t in by_version.values())
+    return {
+        "per_subfield": subfields,
+        "per_subject": subjects,
+        "per_version": {v: _cell(c, t) for v, (c, t) in by_version.items()},
+        "total": _cell(right, total),
+    }
+
+
+def wemath_step_report(
+    rows: Iterable[Mapping[str, object]], concept_domain: Mapping[str, str] | None = None
+) -> dict[str, object]:
+    """We-Math's accuracy.py rows from testmini rows (`ID`, `key`, `correct`, optional
+    `knowledge concept`): One-step (S1) = accuracy over the one-step sub-problems of the 2- and
+    3-step problems; Two-step (S2) / Three-step (S3) = accuracy of the composite problems; per
+    knowledge concept the sub-problems' accuracy, and per domain (with `concept_domain`, the
+    knowledge-structure map) the mean of its concepts' accuracies."""
+    steps = {"1": [0, 0], "2": [0, 0], "3": [0, 0]}
+    concepts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        key = str(row["key"])
+        if "steps_" not in key or key[0] not in "23":
+            continue
+        part = key.split("steps_")[1]
+        cell = steps[key[0]] if part == "multi" else steps["1"]
+        cell[0] += bool(row["correct"])
+        cell[1] += 1
+        concept = row.get("knowledge concept")
+        if part != "multi" and concept:
+            concepts[str(concept)][0] += bool(row["correct"])
+            concepts[str(concept)][1] += 1
+    report: dict[str, object] = {
+        "one_step_s1": _cell(*steps["1"]),
+        "two_step_s2": _cell(*steps["2"]),
+        "three_step_s3": _cell(*steps["3"]),
+        "per_concept": {k: _cell(c, t) for k, (c, t) in sorted(concepts.items())},
+    }
+    if concept_domain is not None:
+        domains: dict[str, list[float]] = defaultdict(list)
+        for concept, (c, t) in concepts.items():
+            if concept in concept_domain:
+                domains[concept_domain[concept]].append(c / t)
+        report["per_domain"] = {d: sum(v) / len(v) for d, v in sorted(domains.items())}
+    return report

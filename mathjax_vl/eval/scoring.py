@@ -11,11 +11,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mathjax_vl.data.records import EvalProblem
-from mathjax_vl.eval import metrics
+from mathjax_vl.eval import mathverse, metrics
 from mathjax_vl.eval.extraction import extract_answer
 from mathjax_vl.eval.matching import answers_match, mathvista_normalize
+from mathjax_vl.eval.mathv import mathv_extract, mathv_judge, mathv_report
 
-BENCHMARKS = ("mathverse", "mathvista", "wemath", "generic")
+BENCHMARKS = ("mathverse", "mathvista", "wemath", "mathv", "generic")
+MATHVISTA_NO_ANSWER = "N/A"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,16 +32,57 @@ class ScoredItem:
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def score_item(problem: EvalProblem, response: str, benchmark: str = "generic") -> ScoredItem:
-    """Extract the answer from `response` and judge it against `problem.answer`."""
+def score_item(
+    problem: EvalProblem,
+    response: str,
+    benchmark: str = "generic",
+    extraction: str | None = None,
+) -> ScoredItem:
+    """Extract the answer from `response` and judge it against `problem.answer`.
+
+    `extraction`: a step-1 answer made elsewhere (MathVerse's model-based extractor); it is
+    judged by rules instead of the rule-based extraction."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark {benchmark!r} is not one of {BENCHMARKS}")
-    extracted = extract_answer(response, problem.choices)
+    if extraction is not None or benchmark == "mathverse":
+        # MathVerse's two steps: extraction (rules unless given), then judging by rules.
+        rule = "model" if extraction is not None else "rules"
+        if extraction is None:
+            extraction = mathverse.rule_extract(problem, response)
+        return ScoredItem(
+            problem_id=problem.problem_id,
+            version=problem.version,
+            answer=problem.answer,
+            response=response,
+            extracted=extraction,
+            rule=rule,
+            correct=mathverse.judge(problem, extraction),
+            metadata=dict(problem.metadata),
+        )
+    if benchmark == "mathv":
+        # MATH-V's official judge is rule-based; we apply its rules (eval/mathv.py).
+        answer = mathv_extract(response)
+        return ScoredItem(
+            problem_id=problem.problem_id,
+            version=problem.version,
+            answer=problem.answer,
+            response=response,
+            extracted=answer,
+            rule="mathv",
+            correct=mathv_judge(answer, problem.answer, problem.choices),
+            metadata=dict(problem.metadata),
+        )
+    extracted = extract_answer(response, problem.choices, problem.answer_type)
     if benchmark == "mathvista":
         # MathVista compares normalised strings exactly; multi-choice golds are option texts.
         question_type = problem.metadata.get("question_type", "free_form")
+        text = extracted.text
+        if text is None and question_type == "multi_choice":
+            # The official pipeline maps a response that names no option to the option nearest
+            # the extraction GPT writes for it ("N/A"); the published numbers include that.
+            text = MATHVISTA_NO_ANSWER
         normalised = mathvista_normalize(
-            extracted.text,
+            text,
             question_type=question_type,
             answer_type=problem.answer_type,
             choices=problem.choices,
@@ -67,11 +110,18 @@ def score_item(problem: EvalProblem, response: str, benchmark: str = "generic") 
 
 
 def score_all(
-    problems: Sequence[EvalProblem], responses: Sequence[str], benchmark: str = "generic"
+    problems: Sequence[EvalProblem],
+    responses: Sequence[str],
+    benchmark: str = "generic",
+    extractions: Sequence[str] | None = None,
 ) -> list[ScoredItem]:
+    """Score every response; `extractions` (one per response) replace rule-based step 1."""
     if len(problems) != len(responses):
         raise ValueError(f"{len(problems)} problems but {len(responses)} responses")
-    return [score_item(p, r, benchmark) for p, r in zip(problems, responses)]
+    if extractions is not None and len(extractions) != len(responses):
+        raise ValueError(f"{len(responses)} responses but {len(extractions)} extractions")
+    given = extractions if extractions is not None else [None] * len(responses)
+    return [score_item(p, r, benchmark, e) for p, r, e in zip(problems, responses, given)]
 
 
 def summarize(items: Iterable[ScoredItem], benchmark: str = "generic") -> dict[str, Any]:
@@ -95,6 +145,17 @@ def summarize(items: Iterable[ScoredItem], benchmark: str = "generic") -> dict[s
             abs_skewness=report.abs_skewness,
             coefficient_of_variation=report.coefficient_of_variation,
         )
+        summary["breakdown"] = metrics.mathverse_breakdown(
+            (
+                i.version,
+                str(i.metadata.get("subject", "")),
+                str(i.metadata.get("subfield", "")),
+                i.correct,
+            )
+            for i in items
+        )
+    elif benchmark == "mathvista":
+        summary["breakdown"] = metrics.mathvista_breakdown((i.metadata, i.correct) for i in items)
     elif benchmark == "wemath":
         rows = [
             {
@@ -106,6 +167,13 @@ def summarize(items: Iterable[ScoredItem], benchmark: str = "generic") -> dict[s
         ]
         report = metrics.wemath_report(metrics.wemath_problems_from_rows(rows))
         summary.update({k: v for k, v in dataclasses.asdict(report).items()})
+        for row, item in zip(rows, items):
+            row["knowledge concept"] = item.metadata.get("knowledge concept")
+        summary["steps"] = metrics.wemath_step_report(rows)
+    elif benchmark == "mathv":
+        summary["breakdown"] = mathv_report(
+            [(i.metadata.get("subject", ""), i.metadata.get("level", 0), i.correct) for i in items]
+        )
     else:
         by_version: dict[str, list[bool]] = {}
         for item in items:

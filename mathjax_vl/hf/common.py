@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from mathjax_vl.hf import safetensors_io as sio
+from mathjax_vl.hf import streaming
+
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_BIN = "pytorch_model.bin"
@@ -71,42 +74,97 @@ def _torch_to_numpy(t: Any) -> np.ndarray:
     return t.numpy()
 
 
-class CheckpointReader:
-    """Lazy, shape-checked access to the tensors of an HF directory; tracks used keys."""
+def _torch_code(t: Any) -> str:
+    """safetensors dtype code of a torch tensor ("BF16", "F32", ...)."""
+    name = str(t.dtype).removeprefix("torch.")
+    codes = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+    codes |= {"int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8"}
+    return codes.get(name, name.upper())
 
-    def __init__(self, path: str):
+
+def dtype_problem(code: str, target: Any) -> str | None:
+    """Why a stored tensor of dtype `code` cannot fill a parameter of dtype `target` (or None)."""
+    target = np.dtype(target)
+    floating = np.issubdtype(target, np.floating) or target.name in ("bfloat16",)
+    if floating and code not in sio.FLOAT_CODES:
+        return (
+            f"dtype {code} cannot be loaded into a {target.name} parameter "
+            f"(expected one of {', '.join(sio.FLOAT_CODES)})"
+        )
+    if not floating and code in sio.FLOAT_CODES:
+        return f"dtype {code} cannot be loaded into a {target.name} parameter"
+    return None
+
+
+class CheckpointReader:
+    """Lazy, shape- and dtype-checked access to the tensors of an HF directory (or of our own
+    safetensors checkpoint: `stem="params"`); tracks used keys.
+
+    Safetensors headers are parsed (and every shard checked complete) up front; tensors are read
+    one at a time, whole or by region, through transient maps. A pytorch_model.bin is opened with
+    torch.load(mmap=True), so its tensors are paged in one at a time too."""
+
+    def __init__(self, path: str, stem: str = "model"):
         self.path = path
         self._key_file: dict[str, str] = {}
+        self._headers: dict[str, sio.Header] = {}
         self._torch_cache: dict[str, dict[str, Any]] = {}
         self._used: set[str] = set()
-        st, st_index = os.path.join(path, SAFETENSORS), os.path.join(path, SAFETENSORS_INDEX)
+        st = os.path.join(path, f"{stem}.safetensors")
+        st_index = os.path.join(path, f"{stem}.safetensors.index.json")
         pt, pt_index = os.path.join(path, TORCH_BIN), os.path.join(path, TORCH_BIN_INDEX)
         if os.path.exists(st_index):
             self._load_index(st_index)
         elif os.path.exists(st):
-            from safetensors import safe_open
-
-            with safe_open(st, "np") as f:
-                self._key_file = {k: SAFETENSORS for k in f.keys()}
-        elif os.path.exists(pt_index):
+            name = os.path.basename(st)
+            self._key_file = {k: name for k in self._header(name).keys()}
+        elif stem == "model" and os.path.exists(pt_index):
             self._load_index(pt_index)
-        elif os.path.exists(pt):
+        elif stem == "model" and os.path.exists(pt):
             self._key_file = {k: TORCH_BIN for k in self._torch_file(TORCH_BIN)}
         else:
             present = sorted(os.listdir(path)) if os.path.isdir(path) else []
+            looked = [os.path.basename(st), os.path.basename(st_index)]
+            looked += [TORCH_BIN, TORCH_BIN_INDEX] if stem == "model" else []
             raise MissingWeightsError(
-                f"{path}: no weights found (looked for {SAFETENSORS}, {SAFETENSORS_INDEX}, "
-                f"{TORCH_BIN}, {TORCH_BIN_INDEX}); directory holds {present}"
+                f"{path}: no weights found (looked for {', '.join(looked)}); "
+                f"directory holds {present}"
             )
 
+    def _header(self, file: str) -> sio.Header:
+        if file not in self._headers:
+            try:
+                self._headers[file] = sio.Header(os.path.join(self.path, file))
+            except sio.SafetensorsError as e:
+                raise ConversionError(str(e)) from e
+        return self._headers[file]
+
     def _load_index(self, index_file: str) -> None:
-        with open(index_file) as f:
-            weight_map = json.load(f).get("weight_map")
+        try:
+            with open(index_file) as f:
+                weight_map = json.load(f).get("weight_map")
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConversionError(f"{index_file}: unreadable index: {e}") from e
         if not weight_map:
             raise ConversionError(f"{index_file}: no 'weight_map'")
-        for file in sorted(set(weight_map.values())):
-            if not os.path.exists(os.path.join(self.path, file)):
-                raise MissingWeightsError(f"{index_file}: lists shard {file}, which is missing")
+        by_file: dict[str, list[str]] = {}
+        for key, file in weight_map.items():
+            by_file.setdefault(file, []).append(key)
+        for file, keys in sorted(by_file.items()):
+            full = os.path.join(self.path, file)
+            if not os.path.exists(full):
+                raise MissingWeightsError(
+                    f"{full}: missing; {os.path.basename(index_file)} lists it for tensor "
+                    f"{sorted(keys)[0]!r}" + (f" and {len(keys) - 1} more" if len(keys) > 1 else "")
+                )
+            if file.endswith(".safetensors"):
+                present = set(self._header(file).keys())
+                absent = sorted(set(keys) - present)
+                if absent:
+                    raise ConversionError(
+                        f"{full}: tensor {absent[0]!r} is not in this shard, though "
+                        f"{os.path.basename(index_file)} maps it there ({len(absent)} such)"
+                    )
         self._key_file = dict(weight_map)
 
     def _torch_file(self, file: str) -> dict[str, Any]:
@@ -114,7 +172,11 @@ class CheckpointReader:
             import torch
 
             full = os.path.join(self.path, file)
-            self._torch_cache[file] = torch.load(full, map_location="cpu", weights_only=True)
+            try:  # zip-format files map lazily; the legacy format cannot and loads whole
+                state = torch.load(full, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:
+                state = torch.load(full, map_location="cpu", weights_only=True)
+            self._torch_cache[file] = state
         return self._torch_cache[file]
 
     def keys(self) -> list[str]:
@@ -126,24 +188,47 @@ class CheckpointReader:
     def file_of(self, key: str) -> str:
         return os.path.join(self.path, self._key_file[key])
 
-    def _raw(self, key: str) -> np.ndarray:
+    def dtype_code(self, key: str) -> str:
+        """The stored dtype as a safetensors code ("BF16", "F32", "I64", ...)."""
+        self._require(key)
         file = self._key_file[key]
         if file.endswith(".bin"):
-            return _torch_to_numpy(self._torch_file(file)[key])
-        from safetensors import safe_open
+            return _torch_code(self._torch_file(file)[key])
+        return self._header(file).code(key)
 
-        with safe_open(os.path.join(self.path, file), "np") as f:
-            return f.get_tensor(key)
+    def source_dtype(self) -> str | None:
+        """The floating dtype holding most of the bytes ("bfloat16", ...), or None."""
+        by: dict[str, int] = {}
+        for key in self._key_file:
+            code = self.dtype_code(key)
+            if code in sio.FLOAT_CODES:
+                size = int(np.prod(self.shape_of(key), dtype=np.int64))
+                by[code] = by.get(code, 0) + size * sio.DTYPES[code].itemsize
+        return sio.DTYPES[max(by, key=by.get)].name if by else None
+
+    def read(self, key: str, index: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Tensor `key` (or its region `index`), as stored; no key bookkeeping."""
+        self._require(key)
+        file = self._key_file[key]
+        if file.endswith(".bin"):
+            t = self._torch_file(file)[key]
+            full = int(t.numel())
+            out = _torch_to_numpy(t if index is None else t[index])
+        else:
+            header = self._header(file)
+            full = int(np.prod(header.shape(key), dtype=np.int64))
+            out = header.read(key, index)
+        return streaming.log_read(key, out, full, index)
+
+    def _raw(self, key: str) -> np.ndarray:
+        return self.read(key)
 
     def shape_of(self, key: str) -> tuple[int, ...]:
         self._require(key)
         file = self._key_file[key]
         if file.endswith(".bin"):
             return tuple(self._torch_file(file)[key].shape)
-        from safetensors import safe_open
-
-        with safe_open(os.path.join(self.path, file), "np") as f:
-            return tuple(f.get_slice(key).get_shape())
+        return self._header(file).shape(key)
 
     def _require(self, key: str) -> None:
         if key not in self._key_file:
@@ -152,8 +237,9 @@ class CheckpointReader:
                 f"{self.path}: missing key {key!r} (searched {files}, {len(self._key_file)} keys)"
             )
 
-    def take(self, key: str, expected_shape: Sequence[int]) -> np.ndarray:
-        """The tensor under `key`, checked to have `expected_shape`; marks the key used."""
+    def check(self, key: str, expected_shape: Sequence[int], dtype: Any = None) -> None:
+        """Raises unless `key` exists with `expected_shape` (and a dtype that can become
+        `dtype`); marks the key used. Reads nothing but the header."""
         self._require(key)
         found = self.shape_of(key)
         if tuple(found) != tuple(expected_shape):
@@ -161,8 +247,16 @@ class CheckpointReader:
                 f"{self.file_of(key)}: key {key!r}: expected shape {tuple(expected_shape)}, "
                 f"found {tuple(found)}"
             )
+        if dtype is not None:
+            problem = dtype_problem(self.dtype_code(key), dtype)
+            if problem:
+                raise ConversionError(f"{self.file_of(key)}: tensor {key!r}: {problem}")
         self._used.add(key)
-        return self._raw(key)
+
+    def take(self, key: str, expected_shape: Sequence[int], dtype: Any = None) -> np.ndarray:
+        """The tensor under `key`, checked to have `expected_shape`; marks the key used."""
+        self.check(key, expected_shape, dtype)
+        return self.read(key)
 
     def mark_used(self, key: str) -> None:
         self._used.add(key)
@@ -189,40 +283,17 @@ def write_config(path: str, config: dict[str, Any]) -> None:
 
 
 def save_safetensors(
-    path: str, tensors: dict[str, np.ndarray], max_shard_bytes: int | None = None
+    path: str, tensors: dict[str, Any], max_shard_bytes: int | str | None = None
 ) -> list[str]:
-    """Writes tensors as model.safetensors, or as shards + index when over max_shard_bytes.
+    """Writes tensors as model.safetensors, or as shards + index when over max_shard_bytes
+    (default: the streaming options' size, else transformers' save_pretrained default).
 
-    Returns the written file names. Shards are filled greedily in sorted key order.
+    Values may be numpy arrays or streaming.LazyArrays; they are written one block at a time.
+    Returns the written file names.
     """
-    from safetensors.numpy import save_file
-
-    os.makedirs(path, exist_ok=True)
-    # np.array(order='C'), not ascontiguousarray: the latter turns 0-d tensors into shape (1,).
-    tensors = {k: np.array(v, order="C") for k, v in sorted(tensors.items())}
-    meta = {"format": "pt"}
-    total = sum(v.nbytes for v in tensors.values())
-    if max_shard_bytes is None or total <= max_shard_bytes:
-        save_file(tensors, os.path.join(path, SAFETENSORS), metadata=meta)
-        return [SAFETENSORS]
-    shards: list[dict[str, np.ndarray]] = [{}]
-    size = 0
-    for k, v in tensors.items():
-        if shards[-1] and size + v.nbytes > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1][k] = v
-        size += v.nbytes
-    names, weight_map = [], {}
-    for i, shard in enumerate(shards):
-        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, os.path.join(path, name), metadata=meta)
-        names.append(name)
-        weight_map.update({k: name for k in shard})
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    with open(os.path.join(path, SAFETENSORS_INDEX), "w") as f:
-        json.dump(index, f, indent=2, sort_keys=True)
-    return [*names, SAFETENSORS_INDEX]
+    opts = streaming.options()
+    size = sio.parse_size(max_shard_bytes if max_shard_bytes is not None else opts.max_shard_size)
+    return sio.write_sharded(path, tensors, size, stem="model", block_bytes=opts.block_bytes)
 
 
 def to_numpy(x: Any) -> np.ndarray:

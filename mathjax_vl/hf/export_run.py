@@ -121,14 +121,14 @@ def export_run(
     step: int | None = None,
     tokenizer_dir: str | None = None,
     dtype: str | None = None,
+    max_shard_size: int | str | None = None,
 ) -> tuple[RunParams, list[str]]:
     """load_run + registry.save_hf; tokenizer files come from `tokenizer_dir`, else from the
-    config's data.tokenizer_dir when that exists. Returns the run params and the files written."""
-    import jax
-    import numpy as np
-
-    from mathjax_vl.hf import registry
-    from mathjax_vl.models.precision import to_dtype
+    config's data.tokenizer_dir when that exists. dtype: of the written tensors; by default the
+    dtype of the weights the run started from (a one-line notice says so when the trained
+    params differ). Tensors are converted and written one at a time, shard by shard.
+    Returns the run params and the files written."""
+    from mathjax_vl.hf import registry, streaming
 
     run = load_run(run_dir, train_config, overrides, step)
     tok = tokenizer_dir
@@ -136,8 +136,33 @@ def export_run(
         raise RunExportError(f"tokenizer dir {tok}: not a directory")
     if tok is None and run.tokenizer_dir and os.path.isdir(run.tokenizer_dir):
         tok = run.tokenizer_dir
-    params = run.params
-    if dtype is not None:
-        params = jax.tree.map(lambda w: np.asarray(w).astype(to_dtype(dtype)), params)
-    files = registry.save_hf(run.kind, run.config, params, out, tokenizer_dir=tok)
+    dtype = streaming.export_dtype(
+        dtype, run.params, source_dtype(run_dir, train_config, overrides), run_dir
+    )
+    params = streaming.cast_lazily(run.params, dtype)
+    with streaming.lazy(max_shard_size):
+        files = registry.save_hf(run.kind, run.config, params, out, tokenizer_dir=tok)
     return run, files
+
+
+def source_dtype(
+    run_dir: str, train_config: str | None = None, overrides: Sequence[str] = ()
+) -> str | None:
+    """The dtype of the weights the run started from (its init.hf_dir: the source dtype an
+    import recorded, or an HF dir's own), when all its directories agree; else None."""
+    from mathjax_vl.hf import checkpoint
+    from mathjax_vl.hf.common import CheckpointReader, ConversionError
+    from mathjax_vl.train.config_loader import load_config
+
+    config = load_config(resolve_train_config(run_dir, train_config), list(overrides))
+    hf_dir = (config.get("init") or {}).get("hf_dir") or ()
+    found = set()
+    for d in [hf_dir] if isinstance(hf_dir, str) else list(hf_dir):
+        try:
+            if checkpoint.is_checkpoint(d):
+                found.add(checkpoint.read_meta(d).get("source_dtype"))
+            else:
+                found.add(CheckpointReader(d).source_dtype())
+        except (ConversionError, OSError):
+            found.add(None)
+    return found.pop() if len(found) == 1 else None

@@ -95,12 +95,16 @@ def _get(tree: Mapping, path: tuple[str, ...]) -> Any:
 
 class TensorSource:
     """Shape-checked `take(key, shape)` over a CheckpointReader or a plain dict, plus "virtual"
-    tensors derived from stored ones (e.g. q/k/v split out of a fused in_proj)."""
+    tensors derived from stored ones (e.g. q/k/v split out of a fused in_proj).
+    `check` + `read(key, region)` are the streaming form of `take` (see hf.streaming)."""
 
     def __init__(self, base: Any, source: str = "state dict", virtual=None):
         self.base = base
         self.source = source
         self.virtual: dict[str, np.ndarray] = dict(virtual or {})
+
+    def _reader(self, key: str) -> bool:
+        return key not in self.virtual and hasattr(self.base, "take")
 
     def has(self, key: str) -> bool:
         return key in self.virtual or (
@@ -111,48 +115,97 @@ class TensorSource:
         base = self.base.keys() if hasattr(self.base, "take") else list(self.base)
         return sorted(set(base) | set(self.virtual))
 
-    def take(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
-        if key not in self.virtual and hasattr(self.base, "take"):
-            return self.base.take(key, shape)
+    def check(self, key: str, shape: tuple[int, ...], dtype: Any = None) -> None:
+        """Raises unless `key` exists with `shape` and a dtype that can become `dtype`."""
+        if self._reader(key):
+            self.base.check(key, shape, dtype)
+            return
         store = self.virtual if key in self.virtual else self.base
         if key not in store:
             raise ConversionError(f"missing tensor {key!r} in {self.source}")
-        w = np.asarray(store[key])
-        if tuple(w.shape) != tuple(shape):
+        found = tuple(np.shape(store[key]))
+        if found != tuple(shape):
             raise ConversionError(
-                f"tensor {key!r} in {self.source}: expected shape {tuple(shape)}, "
-                f"found {tuple(w.shape)}"
+                f"tensor {key!r} in {self.source}: expected shape {tuple(shape)}, found {found}"
             )
-        return w
+        if dtype is not None:
+            from mathjax_vl.hf.common import dtype_problem
+            from mathjax_vl.hf.safetensors_io import CODES
+
+            code = CODES.get(np.dtype(store[key].dtype), str(store[key].dtype))
+            problem = dtype_problem(code, dtype)
+            if problem:
+                raise ConversionError(f"tensor {key!r} in {self.source}: {problem}")
+
+    def read(self, key: str, index: tuple[slice, ...] | None = None) -> np.ndarray:
+        if self._reader(key):
+            return self.base.read(key, index)
+        w = np.asarray((self.virtual if key in self.virtual else self.base)[key])
+        return w if index is None else w[index]
+
+    def take(self, key: str, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
+        self.check(key, shape, dtype)
+        return self.read(key)
 
 
 def import_leaves(state: Any, leaves: Iterable[Leaf], param_shapes: Mapping) -> dict:
-    """HF tensors -> nested params (numpy). state: TensorSource, CheckpointReader or dict;
-    param_shapes: our tree of shapes (abstract_params). Errors name key, file, shapes."""
+    """HF tensors -> nested params (numpy; streaming.LazyArrays inside streaming.lazy()).
+    state: TensorSource, CheckpointReader or dict; param_shapes: our tree of shapes
+    (abstract_params). Every key, shape and dtype is checked here, before anything is read;
+    errors name key, file, shapes."""
+    from mathjax_vl.hf import streaming
+
     src = state if isinstance(state, TensorSource) else TensorSource(state)
     params: dict = {}
     for lf in leaves:
-        target = tuple(_get(param_shapes, lf.path).shape)
+        want = _get(param_shapes, lf.path)
+        target, dtype = tuple(want.shape), np.dtype(want.dtype)
         per_layer = target[1:] if lf.num_layers is not None else target
-        parts = [_to_ours(src.take(k, lf.hf_shape), lf.kind, per_layer) for k in lf.keys()]
-        value = np.stack(parts) if lf.num_layers is not None else parts[0]
-        if tuple(value.shape) != target:
+        if (lf.num_layers is not None and target[:1] != (lf.num_layers,)) or _size(
+            lf.hf_shape
+        ) != _size(per_layer):
             raise ConversionError(
-                f"tensor {lf.hf_key!r} -> params {'/'.join(lf.path)}: expected shape {target}, "
-                f"got {tuple(value.shape)}"
+                f"tensor {lf.hf_key!r} {lf.hf_shape} -> params {'/'.join(lf.path)}: "
+                f"expected shape {target}, which it does not fit"
             )
-        dtype = _get(param_shapes, lf.path).dtype
-        _set(params, lf.path, value.astype(dtype, copy=False))
+        for k in lf.keys():
+            src.check(k, lf.hf_shape, dtype)
+        layout = streaming.HFLayout(lf.kind, tuple(lf.hf_shape), tuple(per_layer))
+        value = streaming.ImportedLeaf(
+            src, lf.keys(), layout, target, dtype, stacked=lf.num_layers is not None
+        )
+        _set(params, lf.path, value if streaming.is_lazy() else value.read())
     return params
 
 
+def _size(shape: Iterable[int]) -> int:
+    out = 1
+    for n in shape:
+        out *= int(n)
+    return out
+
+
 def export_leaves(params: Mapping, leaves: Iterable[Leaf]) -> dict[str, np.ndarray]:
-    """Nested params -> flat HF tensors (numpy, the params' dtype)."""
-    out: dict[str, np.ndarray] = {}
+    """Nested params -> flat HF tensors (numpy, the params' dtype; inside streaming.lazy(),
+    streaming.LazyArrays that convert one tensor when read)."""
+    from mathjax_vl.hf import streaming
+
+    lazy = streaming.is_lazy()
+    out: dict[str, Any] = {}
     for lf in leaves:
-        value = np.asarray(_get(params, lf.path))
+        raw = _get(params, lf.path)
+        value = streaming.as_lazy(raw) if lazy else np.asarray(raw)
         if lf.num_layers is None:
-            out[lf.hf_key] = _to_hf(value, lf.kind, lf.hf_shape)
+            if _size(value.shape) != _size(lf.hf_shape):
+                raise ConversionError(
+                    f"params {'/'.join(lf.path)}: shape {tuple(value.shape)} does not fit "
+                    f"{lf.hf_key!r} {lf.hf_shape}"
+                )
+            out[lf.hf_key] = (
+                streaming.ExportedTensor(value, lf.kind, lf.hf_shape)
+                if lazy
+                else _to_hf(value, lf.kind, lf.hf_shape)
+            )
             continue
         if value.shape[0] != lf.num_layers:
             raise ConversionError(
@@ -160,7 +213,11 @@ def export_leaves(params: Mapping, leaves: Iterable[Leaf]) -> dict[str, np.ndarr
                 f"found {value.shape[0]}"
             )
         for i, key in enumerate(lf.keys()):
-            out[key] = _to_hf(value[i], lf.kind, lf.hf_shape)
+            out[key] = (
+                streaming.ExportedTensor(value[i], lf.kind, lf.hf_shape)
+                if lazy
+                else _to_hf(value[i], lf.kind, lf.hf_shape)
+            )
     return out
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from flax import traverse_util
 
 from mathjax_vl.hf import common
+from mathjax_vl.hf.leaves import Leaf, export_leaves, import_leaves
 from mathjax_vl.models.precision import to_dtype
 from mathjax_vl.models.qwen2 import Qwen2Config
 
@@ -30,57 +31,83 @@ ARCHITECTURES = ("Qwen2ForCausalLM",)
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
-def _layer_tensors(cfg: Qwen2Config) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
-    """HF suffix within a layer -> (our path within a layer, HF shape)."""
+def _layer_tensors(cfg: Qwen2Config) -> dict[str, tuple[tuple[str, ...], str, tuple, tuple]]:
+    """HF suffix within a layer -> (our path within a layer, leaf kind, HF shape, our shape)."""
     d, f = cfg.hidden_size, cfg.intermediate_size
     h, kv, dh = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.dim_per_head
     return {
-        "input_layernorm.weight": (("input_layernorm", "scale"), (d,)),
-        "post_attention_layernorm.weight": (("post_attention_layernorm", "scale"), (d,)),
-        "self_attn.q_proj.weight": (("self_attn", "q_proj", "kernel"), (h * dh, d)),
-        "self_attn.q_proj.bias": (("self_attn", "q_proj", "bias"), (h * dh,)),
-        "self_attn.k_proj.weight": (("self_attn", "k_proj", "kernel"), (kv * dh, d)),
-        "self_attn.k_proj.bias": (("self_attn", "k_proj", "bias"), (kv * dh,)),
-        "self_attn.v_proj.weight": (("self_attn", "v_proj", "kernel"), (kv * dh, d)),
-        "self_attn.v_proj.bias": (("self_attn", "v_proj", "bias"), (kv * dh,)),
-        "self_attn.o_proj.weight": (("self_attn", "o_proj", "kernel"), (d, h * dh)),
-        "mlp.gate_proj.weight": (("mlp", "gate_proj", "kernel"), (f, d)),
-        "mlp.up_proj.weight": (("mlp", "up_proj", "kernel"), (f, d)),
-        "mlp.down_proj.weight": (("mlp", "down_proj", "kernel"), (d, f)),
+        "input_layernorm.weight": (("input_layernorm", "scale"), "copy", (d,), (d,)),
+        "post_attention_layernorm.weight": (
+            ("post_attention_layernorm", "scale"),
+            "copy",
+            (d,),
+            (d,),
+        ),
+        "self_attn.q_proj.weight": (
+            ("self_attn", "q_proj", "kernel"),
+            "linear",
+            (h * dh, d),
+            (d, h, dh),
+        ),
+        "self_attn.q_proj.bias": (("self_attn", "q_proj", "bias"), "copy", (h * dh,), (h, dh)),
+        "self_attn.k_proj.weight": (
+            ("self_attn", "k_proj", "kernel"),
+            "linear",
+            (kv * dh, d),
+            (d, kv, dh),
+        ),
+        "self_attn.k_proj.bias": (("self_attn", "k_proj", "bias"), "copy", (kv * dh,), (kv, dh)),
+        "self_attn.v_proj.weight": (
+            ("self_attn", "v_proj", "kernel"),
+            "linear",
+            (kv * dh, d),
+            (d, kv, dh),
+        ),
+        "self_attn.v_proj.bias": (("self_attn", "v_proj", "bias"), "copy", (kv * dh,), (kv, dh)),
+        "self_attn.o_proj.weight": (
+            ("self_attn", "o_proj", "kernel"),
+            "linear",
+            (d, h * dh),
+            (h, dh, d),
+        ),
+        "mlp.gate_proj.weight": (("mlp", "gate_proj", "kernel"), "linear", (f, d), (d, f)),
+        "mlp.up_proj.weight": (("mlp", "up_proj", "kernel"), "linear", (f, d), (d, f)),
+        "mlp.down_proj.weight": (("mlp", "down_proj", "kernel"), "linear", (d, f), (f, d)),
     }
 
 
-def _to_ours(suffix: str, w: np.ndarray, cfg: Qwen2Config) -> np.ndarray:
-    h, kv, dh, d = (
-        cfg.num_attention_heads,
-        cfg.num_key_value_heads,
-        cfg.dim_per_head,
-        cfg.hidden_size,
-    )
-    heads = {"q_proj": h, "k_proj": kv, "v_proj": kv}
-    proj = suffix.split(".")[-2]
-    if proj in heads and suffix.endswith("weight"):
-        return w.T.reshape(d, heads[proj], dh)  # [N*Dh, D] -> [D, N, Dh]
-    if proj in heads:
-        return w.reshape(heads[proj], dh)
-    if proj == "o_proj":
-        return w.T.reshape(h, dh, d)  # [D, H*Dh] -> [H, Dh, D]
-    if proj in ("gate_proj", "up_proj", "down_proj"):
-        return w.T
-    return w
+def leaves(
+    cfg: Qwen2Config, prefix: str = "model.", lm_head_key: str = "lm_head.weight"
+) -> tuple[list[Leaf], dict[str, Any]]:
+    """The weight-mapping table (leaves.Leaf) and our param shapes (ShapeDtypeStructs) for a
+    Qwen2 with HF keys `prefix` + Qwen2Model names. Stacked layers when scan_layers, else one
+    `layers_{i}` sub-tree per layer."""
+    import jax
 
-
-def _to_hf(suffix: str, w: np.ndarray) -> np.ndarray:
-    proj = suffix.split(".")[-2]
-    if proj in ("q_proj", "k_proj", "v_proj") and suffix.endswith("weight"):
-        return w.reshape(w.shape[0], -1).T  # [D, N, Dh] -> [N*Dh, D]
-    if proj in ("q_proj", "k_proj", "v_proj"):
-        return w.reshape(-1)
-    if proj == "o_proj":
-        return w.reshape(-1, w.shape[-1]).T  # [H, Dh, D] -> [D, H*Dh]
-    if proj in ("gate_proj", "up_proj", "down_proj"):
-        return w.T
-    return w
+    dtype = to_dtype(cfg.param_dtype)
+    v, d, n = cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers
+    table = [
+        Leaf(f"{prefix}embed_tokens.weight", ("embed_tokens", "embedding"), "copy", (v, d)),
+        Leaf(f"{prefix}norm.weight", ("norm", "scale"), "copy", (d,)),
+    ]
+    shapes = {("embed_tokens", "embedding"): (v, d), ("norm", "scale"): (d,)}
+    if not cfg.tie_word_embeddings:
+        table.append(Leaf(lm_head_key, ("lm_head", "embedding"), "copy", (v, d)))
+        shapes[("lm_head", "embedding")] = (v, d)
+    for suffix, (ours, kind, hf_shape, our_shape) in _layer_tensors(cfg).items():
+        if cfg.scan_layers:
+            table.append(
+                Leaf(f"{prefix}layers.{{i}}.{suffix}", ("layers", *ours), kind, hf_shape, n)
+            )
+            shapes[("layers", *ours)] = (n, *our_shape)
+            continue
+        for i in range(n):
+            table.append(
+                Leaf(f"{prefix}layers.{i}.{suffix}", (f"layers_{i}", *ours), kind, hf_shape)
+            )
+            shapes[(f"layers_{i}", *ours)] = our_shape
+    structs = {k: jax.ShapeDtypeStruct(s, dtype) for k, s in shapes.items()}
+    return table, traverse_util.unflatten_dict(structs)
 
 
 def params_from_reader(
@@ -90,29 +117,10 @@ def params_from_reader(
     lm_head_key: str = "lm_head.weight",
 ) -> dict[str, Any]:
     """Builds our (unboxed) param tree from a reader; keys are `prefix` + HF Qwen2Model names."""
-    dtype = to_dtype(cfg.param_dtype)
-    cast = lambda a: np.asarray(a).astype(dtype, copy=False)
-    v, d = cfg.vocab_size, cfg.hidden_size
-    flat: dict[tuple[str, ...], np.ndarray] = {
-        ("embed_tokens", "embedding"): cast(reader.take(f"{prefix}embed_tokens.weight", (v, d))),
-        ("norm", "scale"): cast(reader.take(f"{prefix}norm.weight", (d,))),
-    }
-    if cfg.tie_word_embeddings:
-        if reader.has(lm_head_key):  # HF ties it to the embedding anyway
-            reader.mark_used(lm_head_key)
-    else:
-        flat[("lm_head", "embedding")] = cast(reader.take(lm_head_key, (v, d)))
-    for suffix, (ours, shape) in _layer_tensors(cfg).items():
-        per_layer = [
-            cast(_to_ours(suffix, reader.take(f"{prefix}layers.{i}.{suffix}", shape), cfg))
-            for i in range(cfg.num_hidden_layers)
-        ]
-        if cfg.scan_layers:
-            flat[("layers", *ours)] = np.stack(per_layer)  # [L, ...]
-        else:
-            for i, w in enumerate(per_layer):
-                flat[(f"layers_{i}", *ours)] = w
-    return traverse_util.unflatten_dict(flat)
+    table, shapes = leaves(cfg, prefix, lm_head_key)
+    if cfg.tie_word_embeddings and reader.has(lm_head_key):  # HF ties it to the embedding
+        reader.mark_used(lm_head_key)
+    return import_leaves(reader, table, shapes)
 
 
 def state_from_params(
@@ -126,49 +134,12 @@ def state_from_params(
 
     p = nn.meta.unbox(params)
     p = p.get("params", p)
-    flat = {k: common.to_numpy(w) for k, w in traverse_util.flatten_dict(p).items()}
-    used: set[tuple[str, ...]] = set()
-
-    def get(path: tuple[str, ...]) -> np.ndarray:
-        if path not in flat:
-            raise common.ConversionError(f"params: missing {'/'.join(path)}")
-        used.add(path)
-        return flat[path]
-
-    state = {
-        f"{prefix}embed_tokens.weight": get(("embed_tokens", "embedding")),
-        f"{prefix}norm.weight": get(("norm", "scale")),
-    }
-    if not cfg.tie_word_embeddings:
-        state[lm_head_key] = get(("lm_head", "embedding"))
-    for suffix, (ours, _) in _layer_tensors(cfg).items():
-        for i in range(cfg.num_hidden_layers):
-            if cfg.scan_layers:
-                w = get(("layers", *ours))[i]
-            else:
-                w = get((f"layers_{i}", *ours))
-            state[f"{prefix}layers.{i}.{suffix}"] = _to_hf(suffix, w)
-    left = sorted("/".join(k) for k in set(flat) - used)
+    table, _ = leaves(cfg, prefix, lm_head_key)
+    known = {lf.path for lf in table}
+    left = sorted("/".join(k) for k in traverse_util.flatten_dict(p) if k not in known)
     if left:
         raise common.ConversionError(f"params: {len(left)} entries not exported: {left[:10]}")
-    expected = {k: s for k, s in _expected_shapes(cfg, prefix, lm_head_key).items()}
-    for k, w in state.items():
-        if tuple(w.shape) != expected[k]:
-            raise common.ConversionError(
-                f"params -> {k!r}: expected shape {expected[k]}, found {tuple(w.shape)}"
-            )
-    return {k: np.ascontiguousarray(w) for k, w in state.items()}
-
-
-def _expected_shapes(cfg: Qwen2Config, prefix: str, lm_head_key: str) -> dict[str, tuple]:
-    v, d = cfg.vocab_size, cfg.hidden_size
-    out = {f"{prefix}embed_tokens.weight": (v, d), f"{prefix}norm.weight": (d,)}
-    if not cfg.tie_word_embeddings:
-        out[lm_head_key] = (v, d)
-    for suffix, (_, shape) in _layer_tensors(cfg).items():
-        for i in range(cfg.num_hidden_layers):
-            out[f"{prefix}layers.{i}.{suffix}"] = shape
-    return out
+    return export_leaves(p, table)
 
 
 def load_qwen2(path: str, **knobs: Any) -> tuple[Qwen2Config, dict[str, Any]]:

@@ -4,25 +4,22 @@ Kinds: "qwen2" (Qwen2ForCausalLM), "llava" (LlavaForConditionalGeneration, SigLI
 "siglip_vision" (SiglipVisionModel), "siglip" (SiglipModel), "clip" (CLIPModel),
 "clip_vision" (CLIPVisionModel).
 
-Our checkpoint format (written by `mathjax-vl import-hf`, read by export-hf / generate):
-  CKPT/mathjax_vl_model.json  {"format_version": 1, "kind": KIND, "config": {...dataclass fields}}
-  CKPT/params/                orbax StandardCheckpointer directory of the unboxed params pytree
-The params tree is exactly what the model's `apply({"params": ...})` takes; dtypes are kept.
+Our checkpoint format (written by `mathjax-vl import-hf`, read by export-hf / generate) is
+described in mathjax_vl.hf.checkpoint: meta JSON + the unboxed params tree as safetensors (the
+tree `apply({"params": ...})` takes; dtypes are kept).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
-from mathjax_vl.hf import common
+from mathjax_vl.hf import checkpoint, common
 from mathjax_vl.hf.common import ConversionError, UnsupportedArchitectureError
 
-META_FILE = "mathjax_vl_model.json"
-PARAMS_DIR = "params"
-FORMAT_VERSION = 1
+META_FILE = checkpoint.META_FILE
+FORMAT_VERSION = checkpoint.FORMAT_VERSION
 
 # HF architectures (and model_type as a fallback when `architectures` is absent) -> kind
 ARCHITECTURE_KINDS = {
@@ -170,54 +167,46 @@ def config_from_dict(kind: str, d: dict[str, Any]) -> Any:
 
 
 def is_checkpoint(path: str) -> bool:
-    return os.path.exists(os.path.join(path, META_FILE))
+    return checkpoint.is_checkpoint(path)
 
 
-def save_checkpoint(path: str, kind: str, cfg: Any, params: Any) -> None:
-    """Writes our checkpoint (see module docstring). `path` must not hold params yet."""
-    import flax.linen as nn
-    import numpy as np
-    import orbax.checkpoint as ocp
+def save_checkpoint(
+    path: str,
+    kind: str,
+    cfg: Any,
+    params: Any,
+    source_dtype: str | None = None,
+    source: str | None = None,
+) -> list[str]:
+    """Writes our checkpoint (hf.checkpoint; lazy params stream). `path` must hold no params."""
+    return checkpoint.save(path, kind, config_to_dict(kind, cfg), params, source_dtype, source)
 
-    path = os.path.abspath(path)
-    os.makedirs(path, exist_ok=True)
-    params = nn.meta.unbox(params)
-    params = params.get("params", params) if isinstance(params, dict) else params
-    import jax
 
-    params = jax.tree.map(np.asarray, params)
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.join(path, PARAMS_DIR), params)
-    meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": config_to_dict(kind, cfg)}
-    with open(os.path.join(path, META_FILE), "w") as f:
-        json.dump(meta, f, indent=2)
-        f.write("\n")
+def open_checkpoint(path: str) -> tuple[str, Any, dict, dict]:
+    """Our checkpoint -> (kind, config, params as LazyArrays where the format allows, meta)."""
+    meta = checkpoint.read_meta(path)
+    kind = meta.get("kind")
+    cfg = config_from_dict(kind, meta["config"])
+    return kind, cfg, checkpoint.open_params(path), meta
 
 
 def load_checkpoint(path: str) -> tuple[str, Any, dict]:
     """Reads our checkpoint -> (kind, config, params as numpy arrays)."""
-    import jax
-    import numpy as np
-    import orbax.checkpoint as ocp
+    from mathjax_vl.hf import streaming
 
-    path = os.path.abspath(path)
-    meta_file = os.path.join(path, META_FILE)
-    if not os.path.exists(meta_file):
-        raise ConversionError(f"{path}: not a mathjax-vl checkpoint (no {META_FILE})")
-    with open(meta_file) as f:
-        meta = json.load(f)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ConversionError(
-            f"{meta_file}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
-        )
-    kind = meta.get("kind")
-    cfg = config_from_dict(kind, meta["config"])
-    params_dir = os.path.join(path, PARAMS_DIR)
-    if not os.path.isdir(params_dir):
-        raise ConversionError(f"{path}: missing {PARAMS_DIR}/ (the orbax params directory)")
-    with ocp.StandardCheckpointer() as ckptr:
-        params = ckptr.restore(params_dir)
-    return kind, cfg, jax.tree.map(np.asarray, params)
+    kind, cfg, params, _ = open_checkpoint(path)
+    return kind, cfg, streaming.materialize(params)
+
+
+def open_any(path: str, **knobs: Any) -> tuple[str, Any, dict, dict]:
+    """Our checkpoint or an HF dir -> (kind, config, lazy params, meta with "source_dtype")."""
+    from mathjax_vl.hf import streaming
+
+    if is_checkpoint(path):
+        return open_checkpoint(path)
+    with streaming.lazy():
+        kind, cfg, params = load_hf(path, **knobs)
+    return kind, cfg, params, {"source_dtype": common.CheckpointReader(path).source_dtype()}
 
 
 def load_any(path: str, **knobs: Any) -> tuple[str, Any, dict]:

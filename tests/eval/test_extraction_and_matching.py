@@ -16,7 +16,7 @@ CHOICES = ["A: 30°", "B: 40°", "C: 50°", "D: 60°"]
         ("Reasoning...\nAnswer: (D)", "D", "phrase"),
         ("We get 40°.\nThe correct option is B: 40°", "B", "phrase"),
         ("Thus the answer is 50°.", "C", "phrase"),  # option text mapped to its letter
-        ("Looking at the figure...\nA", "A", "letter"),
+        ("Looking at the figure...\nA", "A", "last_line"),
     ],
 )
 def test_multiple_choice_letters_and_option_texts(response, expected, rule):
@@ -64,7 +64,10 @@ def test_numeric_and_symbolic_answers(response, gold, answer_type, precision, ex
 
 
 def test_last_number_fallback_and_empty():
-    assert extract_answer("first 3 then 4 and finally 5").text == "5"
+    assert extract_answer("First 3. Then 4.\nFinally 5", None, "integer").text == "5"
+    assert answers_match(extract_answer("First 3. Then 4.\nFinally 5").text, "5", "free_form")
+    # The answer stated first (issue 14): not the last number of the sentence.
+    assert extract_answer("There are 2 items sold less than 5 units.", None, "integer").text == "2"
     assert extract_answer("   ").rule == "none"
     assert not answers_match(None, "3", "integer")
 

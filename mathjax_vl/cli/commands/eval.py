@@ -7,7 +7,13 @@ responses.jsonl, report.md and accuracy.png under --out.
     mathjax-vl eval --benchmark generic --data datasets/eval_set --model runs/stage3 \
         --train-config configs/puma_stage3.py --tokenizer tok/ --out results/gen
     mathjax-vl eval --benchmark mathverse --data testmini.json --responses answers.jsonl \
-        --out results/rescored
+        --out results/rescored [--extractor-model path/to/local_instruct_model]
+    mathjax-vl eval --benchmark mathv --data MATH-V/data/test.jsonl --responses answers.jsonl \
+        --out results/mathv
+
+Benchmarks: mathverse | mathvista | wemath | mathv (MATH-Vision test or testmini) | generic.
+With --responses no image is read. --extractor-model makes MathVerse's step 1 (answer
+extraction) with a local instruct model on the official few-shot prompt; step 2 stays rules.
 
 --data: the official JSON / JSONL / parquet file, or a dataset directory of our EvalProblem
 records (then scored with --benchmark's metrics). --responses: JSONL rows
@@ -29,7 +35,9 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--benchmark", required=True, help="mathverse | mathvista | wemath | generic")
+    p.add_argument(
+        "--benchmark", required=True, help="mathverse | mathvista | wemath | mathv | generic"
+    )
     p.add_argument("--data", required=True, help="benchmark file or EvalProblem dataset dir")
     p.add_argument("--image-root", default=None, help="folder the file's image paths are in")
     p.add_argument("--split", default="test", help="split of a dataset dir (default test)")
@@ -40,7 +48,29 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N problems")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--extractor-model",
+        default=None,
+        help="a local instruct model dir for MathVerse's step 1 (official few-shot extraction "
+        "prompt); default: rule-based extraction",
+    )
+    p.add_argument("--extractor-max-new-tokens", type=int, default=64)
     p.set_defaults(func=run)
+
+
+def build_extractor(args):
+    """MathVerse's model-based step-1 extractor, or None (rule-based extraction)."""
+    if not args.extractor_model:
+        return None
+    from mathjax_vl.eval.generation import GenerationConfig, GenerationEngine
+    from mathjax_vl.eval.loading import load_model
+    from mathjax_vl.eval.mathverse import ModelExtractor
+
+    handle = load_model(args.extractor_model, dtype=args.dtype)
+    config = GenerationConfig(
+        max_new_tokens=args.extractor_max_new_tokens, batch_size=args.batch_size
+    )
+    return ModelExtractor(GenerationEngine(handle, config))
 
 
 def add_model_arguments(p: argparse.ArgumentParser, max_new_tokens: int = 512) -> None:
@@ -98,14 +128,33 @@ def run(args) -> int:
     from mathjax_vl.eval.loading import ModelLoadError
 
     try:
-        problems = load_problems(args.benchmark, args.data, args.image_root, args.split, args.limit)
+        problems = load_problems(
+            args.benchmark,
+            args.data,
+            args.image_root,
+            args.split,
+            args.limit,
+            images=not args.responses,  # scoring precomputed responses needs no image
+        )
         if args.responses:
             responses = read_responses(args.responses, problems)
-            summary = evaluate(problems, args.benchmark, args.out, responses=responses)
+            summary = evaluate(
+                problems,
+                args.benchmark,
+                args.out,
+                responses=responses,
+                extractor=build_extractor(args),
+                progress=not args.no_progress,
+            )
         else:
             engine = build_engine(args)
             summary = evaluate(
-                problems, args.benchmark, args.out, engine=engine, progress=not args.no_progress
+                problems,
+                args.benchmark,
+                args.out,
+                engine=engine,
+                extractor=build_extractor(args),
+                progress=not args.no_progress,
             )
     except (FileNotFoundError, KeyError, RecordError, ModelLoadError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -1,25 +1,34 @@
 """`mathjax-vl import-hf` / `mathjax-vl export-hf`: Hugging Face dirs <-> mathjax-vl checkpoints.
 
     mathjax-vl import-hf SRC_DIR OUT [--param-dtype float32|bfloat16] [--dtype ...]
-    mathjax-vl export-hf CKPT OUT [--tokenizer DIR] [--dtype bfloat16]
+        [--max-shard-size 5GB]
+    mathjax-vl export-hf CKPT OUT [--tokenizer DIR] [--dtype bfloat16] [--max-shard-size 50GB]
     mathjax-vl export-hf --train-dir RUN_DIR --out OUT [--step N] [--train-config configs/x.py]
         [--train-override KEY=VALUE ...] [--tokenizer DIR] [--dtype bfloat16]
+        [--max-shard-size 50GB]
 
 import-hf reads a local HF directory (Qwen2ForCausalLM, LlavaForConditionalGeneration with a
-SigLIP or CLIP tower, SiglipVisionModel, SiglipModel, CLIPModel, CLIPVisionModel),
-and writes our checkpoint format (mathjax_vl.hf.registry):
-    OUT/mathjax_vl_model.json   {"format_version": 1, "kind": ..., "config": {...}}
-    OUT/params/                 orbax StandardCheckpointer directory of the params pytree
+SigLIP or CLIP tower, SiglipVisionModel, SiglipModel, CLIPModel, CLIPVisionModel; safetensors,
+sharded or not, or pytorch_model.bin) and writes our checkpoint (mathjax_vl.hf.checkpoint):
+    OUT/mathjax_vl_model.json   {"format_version": 2, "kind", "config", "source_dtype", ...}
+    OUT/params*.safetensors     the params tree (flat keys a/b/c), sharded at --max-shard-size
 plus the tokenizer / processor files found in SRC_DIR, so `generate` and `export-hf` find them.
+Both commands stream: one tensor is read, mapped, cast and written at a time, so memory stays
+near one block, not one model. Parameters keep the source dtype unless --param-dtype says
+otherwise; the source dtype is recorded.
 export-hf writes an HF directory loadable by `from_pretrained` (Llava, Qwen2, SigLIP, CLIP),
-copying tokenizer/processor files from --tokenizer (default: the checkpoint dir). A model with the
-Math-PUMA SwiGLU projector cannot be exported as Llava: the command says so and writes nothing.
+shard by shard with an index like save_pretrained (--max-shard-size, default transformers'
+50GB), in --dtype, else in the source dtype recorded at import (a one-line notice says so when
+the params differ, e.g. a float32 master of a bfloat16 model), copying tokenizer/processor files
+from --tokenizer (default: the checkpoint dir). A model with the Math-PUMA SwiGLU projector
+cannot be exported as Llava: the command says so and writes nothing.
 With --train-dir it exports a training run instead (mathjax_vl.hf.export_run): the newest
 complete checkpoint (or --step N), trainable + frozen params, the architecture from the stage
 config (--train-config, default RUN_DIR/config.py as the demo writes); model.kind qwen2 ->
 Qwen2ForCausalLM, vlm -> LlavaForConditionalGeneration, dual_encoder (CLIP loss) -> CLIPModel.
 The two forms are exclusive.
-Exit status 0 on success, 2 on bad input (the message names the file / key / shapes).
+Exit status 0 on success, 2 on bad input: one line naming the file and tensor (a truncated or
+missing shard, a dtype the model cannot take, a shape mismatch); nothing is left in OUT.
 """
 
 from __future__ import annotations
@@ -39,8 +48,17 @@ def register(subparsers) -> None:
     )
     p.add_argument("src", help="local Hugging Face model directory")
     p.add_argument("out", help="output checkpoint directory (must not exist or be empty)")
-    p.add_argument("--param-dtype", default="float32", help="parameter storage dtype")
+    p.add_argument(
+        "--param-dtype",
+        default=None,
+        help="parameter storage dtype (default: the source's, e.g. bfloat16 stays bfloat16)",
+    )
     p.add_argument("--dtype", default="float32", help="compute dtype recorded in the config")
+    p.add_argument(
+        "--max-shard-size",
+        default="5GB",
+        help="shard the checkpoint's params.safetensors above this size (e.g. 5GB, 500MB)",
+    )
     p.set_defaults(func=run_import)
 
     e = subparsers.add_parser(
@@ -69,7 +87,16 @@ def register(subparsers) -> None:
         help="override of the stage config, as in `train --config.KEY=VALUE` (repeatable)",
     )
     e.add_argument("--tokenizer", default=None, help="dir with tokenizer/processor files to copy")
-    e.add_argument("--dtype", default=None, help="cast tensors on export (e.g. bfloat16)")
+    e.add_argument(
+        "--dtype",
+        default=None,
+        help="dtype of the written tensors (default: the source dtype recorded at import)",
+    )
+    e.add_argument(
+        "--max-shard-size",
+        default=None,
+        help="shard size, like save_pretrained's max_shard_size (default: transformers' 50GB)",
+    )
     e.set_defaults(func=run_export)
 
 
@@ -78,26 +105,73 @@ def _check_out(path: str) -> None:
         raise ValueError(f"output directory {path} exists and is not empty")
 
 
+def _cleanup(out: str, existed: bool) -> None:
+    """Removes what a failed command wrote into `out` (which was absent or empty)."""
+    if not os.path.isdir(out):
+        return
+    if existed:
+        for name in os.listdir(out):
+            full = os.path.join(out, name)
+            shutil.rmtree(full) if os.path.isdir(full) else os.remove(full)
+    else:
+        shutil.rmtree(out)
+
+
+def _param_dtype(requested: str | None, source: str | None) -> str:
+    from mathjax_vl.models.precision import to_dtype
+
+    if requested is not None:
+        return requested
+    try:
+        to_dtype(source or "float32")
+    except ValueError:
+        return "float32"
+    return source or "float32"
+
+
 def run_import(args) -> int:
-    from mathjax_vl.hf import registry
-    from mathjax_vl.hf.common import ConversionError
+    """Streams SRC -> OUT tensor by tensor: mapped, cast to --param-dtype and written."""
+    from mathjax_vl.hf import registry, streaming
+    from mathjax_vl.hf.common import CheckpointReader, ConversionError
     from mathjax_vl.hf.llava import TOKENIZER_FILES
 
+    existed, checked = os.path.isdir(args.out), False
     try:
         _check_out(args.out)
-        kind, cfg, params = registry.load_hf(
-            args.src, param_dtype=args.param_dtype, dtype=args.dtype
+        checked = True
+        registry.detect_kind(args.src)  # an unsupported architecture is named first
+        source_dtype = CheckpointReader(args.src).source_dtype()
+        param_dtype = _param_dtype(args.param_dtype, source_dtype)
+        with streaming.lazy():
+            kind, cfg, params = registry.load_hf(
+                args.src, param_dtype=param_dtype, dtype=args.dtype
+            )
+        os.makedirs(args.out, exist_ok=True)
+        from mathjax_vl.hf import checkpoint
+
+        checkpoint.save(
+            args.out,
+            kind,
+            registry.config_to_dict(kind, cfg),
+            params,
+            source_dtype=source_dtype,
+            source=os.path.abspath(args.src),
+            max_shard_size=args.max_shard_size,
         )
     except (ConversionError, ValueError) as e:
+        if checked:  # only what this command wrote
+            _cleanup(args.out, existed)
         print(f"import-hf: {e}", file=sys.stderr)
         return 2
-    registry.save_checkpoint(args.out, kind, cfg, params)
     copied = []
     for name in TOKENIZER_FILES:
         if os.path.exists(os.path.join(args.src, name)):
             shutil.copyfile(os.path.join(args.src, name), os.path.join(args.out, name))
             copied.append(name)
-    print(f"imported {kind} from {args.src} -> {args.out} (copied: {', '.join(copied) or 'none'})")
+    print(
+        f"imported {kind} from {args.src} -> {args.out} (source dtype {source_dtype}, params "
+        f"{param_dtype}; copied: {', '.join(copied) or 'none'})"
+    )
     return 0
 
 
@@ -157,6 +231,7 @@ def _export_train_run(args) -> int:
             step=args.step,
             tokenizer_dir=args.tokenizer,
             dtype=args.dtype,
+            max_shard_size=args.max_shard_size,
         )
     except (ConversionError, ValueError) as e:
         if os.path.isdir(out) and not os.listdir(out):
@@ -171,25 +246,25 @@ def _export_train_run(args) -> int:
 
 
 def _export_checkpoint(args, out: str) -> int:
-    import jax
-    import numpy as np
-
-    from mathjax_vl.hf import registry
+    """Streams CKPT -> OUT: one tensor converted and cast at a time, written shard by shard."""
+    from mathjax_vl.hf import registry, streaming
     from mathjax_vl.hf.common import ConversionError
-    from mathjax_vl.models.precision import to_dtype
 
+    existed, checked = os.path.isdir(out), False
     try:
         _check_out(out)
-        kind, cfg, params = registry.load_any(args.ckpt)
-        if args.dtype is not None:
-            params = jax.tree.map(lambda w: np.asarray(w).astype(to_dtype(args.dtype)), params)
+        checked = True
+        kind, cfg, params, meta = registry.open_any(args.ckpt)
+        dtype = streaming.export_dtype(args.dtype, params, meta.get("source_dtype"), args.ckpt)
+        params = streaming.cast_lazily(params, dtype)
         tok = args.tokenizer
         if tok is None and registry.is_checkpoint(args.ckpt):
             tok = args.ckpt
-        files = registry.save_hf(kind, cfg, params, out, tokenizer_dir=tok)
+        with streaming.lazy(args.max_shard_size):
+            files = registry.save_hf(kind, cfg, params, out, tokenizer_dir=tok)
     except (ConversionError, ValueError) as e:
-        if os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)
+        if checked:  # only what this command wrote
+            _cleanup(out, existed)
         print(f"export-hf: {e}", file=sys.stderr)
         return 2
     print(f"exported {kind} from {args.ckpt} -> {out}: {', '.join(files)}")
