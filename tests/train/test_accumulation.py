@@ -183,3 +183,21 @@ def test_accumulated_step_equals_full_batch(name, devices, ks, tmp_path):
         assert ref["grads"] and not any(p.startswith("language_model/") for p in ref["grads"])
     for k in ks:
         _check_accumulated(ref, name, k, devices, tmp_path)
+
+
+def test_task_without_an_accumulation_kind_is_refused():
+    """A task that declares no way to reproduce the full batch (a plug-in written against the
+    plain interface) cannot silently get the mean of microbatch means."""
+    import optax
+
+    from mathjax_vl.train.step import make_train_step
+    from mathjax_vl.train.tasks.base import Task
+
+    class Plain(Task):
+        name = "plain"
+        batch_spec = init = loss = synthetic_example = lambda self, *a: None
+
+    tx, schedule = optax.sgd(1.0), optax.constant_schedule(1.0)
+    make_train_step(Plain(), tx, schedule, accum_steps=1)  # fine without accumulation
+    with pytest.raises(ValueError, match=r"grad_accum_steps=2: task 'plain'.*accumulation=None"):
+        make_train_step(Plain(), tx, schedule, accum_steps=2)

@@ -1,11 +1,11 @@
 """optim.param_compute_dtype=bfloat16 (float32 master weights cast once per step) against the
 float32 step: same batch, same initial state.
 
-Stated bound: bfloat16 keeps 8 significant bits (unit roundoff 2^-9 = 2e-3); through the tiny
-2-layer decoder the loss stays within 1e-2 relative and the gradient within 5e-2 relative (L2
-over all parameters) of float32, the updated parameters within 1e-2 (L2), and the master
-weights stay float32. The differences must also be non-zero: a silently ignored compute dtype
-would give the float32 step exactly.
+Stated bound: casting rounds every weight to bfloat16's 8 significant bits (relative 2^-9 =
+2e-3), so the gradient is off by about that much (measured 2.7e-3 relative, L2 over all
+parameters) and the updated parameters by less (6.8e-4); the loss averages the rounding out
+(4e-6). Bounds: loss 1e-4, gradient 1e-2, parameters 5e-3 relative; the master weights stay
+float32, and each difference must be non-zero (an ignored compute dtype gives float32 exactly).
 """
 
 from pathlib import Path
@@ -54,10 +54,10 @@ def test_bfloat16_compute_matches_float32_within_bound(tmp_path):
     _, m16, g16, p16 = _step("bfloat16", tmp_path, host_state)
     loss_err = abs(float(m16["loss"]) - float(m32["loss"])) / abs(float(m32["loss"]))
     grad_err = _norm({k: g16[k].astype(np.float64) - g32[k] for k in g32}) / _norm(g32)
-    assert 0.0 < loss_err < 1e-2, loss_err
-    assert 0.0 < grad_err < 5e-2, grad_err
+    assert 0.0 < loss_err < 1e-4, loss_err
+    assert 0.0 < grad_err < 1e-2, grad_err
     param_err = _norm({k: p16[k].astype(np.float64) - p32[k] for k in p32}) / _norm(p32)
     print(f"bf16 vs f32: loss {loss_err:.2e}, gradient {grad_err:.2e}, params {param_err:.2e}")
-    assert param_err < 1e-2, param_err
+    assert 0.0 < param_err < 5e-3, param_err
     assert all(v.dtype == np.float32 for v in p16.values())  # master weights stay float32
     assert all(v.dtype == np.float32 for v in g16.values())
