@@ -40,6 +40,8 @@ class FileResult:
     agree: int = 0
     official_correct: int = 0
     ours_correct: int = 0
+    declined: int = 0  # items where the response commits to no answer
+    declined_agree: int = 0
     kinds: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -73,6 +75,9 @@ def score_mathvista(path: str) -> FileResult:
         row = rows[problem.problem_id]
         item = score_item(problem, row["response"], "mathvista")
         _count(result, item.correct, bool(row["true_false"]))
+        if item.extracted is None:
+            result.declined += 1
+            result.declined_agree += item.correct == bool(row["true_false"])
         if item.correct != bool(row["true_false"]):
             _note(result, _mathvista_kind(row, problem, item), problem.problem_id, row, item)
     result.seconds = time.perf_counter() - start
@@ -129,12 +134,17 @@ def main() -> None:
     for path in sorted(glob.glob(f"{args.dev}/mathv/*.jsonl")):
         if os.path.basename(path) not in ("test.jsonl", "testmini.jsonl"):
             results.append(score_mathv(path, test_path))
-    print("| file | items | agreement % | official acc % | our acc % | disagreements by kind | s |")
-    print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
+    print(
+        "| file | items | agreement % | agreement % on answered (n) | official acc % | our acc % "
+        "| disagreements by kind | s |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for r in results:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(r.kinds.items())) or "-"
+        kept = r.items - r.declined
         print(
             f"| {r.name} | {r.items} | {100 * r.agree / r.items:.1f} | "
+            f"{100 * (r.agree - r.declined_agree) / kept:.1f} ({kept}) | "
             f"{100 * r.official_correct / r.items:.1f} | {100 * r.ours_correct / r.items:.1f} | "
             f"{kinds} | {r.seconds:.1f} |"
         )

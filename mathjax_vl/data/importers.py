@@ -63,16 +63,54 @@ MATHVERSE_ANSWER_TYPES = {"multi-choice": "multi_choice", "free-form": "free_for
 # --------------------------------------------------------------------------------------------
 
 
+def _not_utf8(err: UnicodeDecodeError, raw: bytes, first_line: int = 1) -> str:
+    """'line L, column C: byte 0x.. is not UTF-8 text' for the undecodable byte of `raw`."""
+    line = first_line + raw.count(b"\n", 0, err.start)
+    column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+    bad = raw[err.start : err.start + 1].hex()
+    return f"line {line}, column {column}: byte 0x{bad} is not UTF-8 text ({err.reason})"
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that surrogateescape could not decode
+
+
+def _escaped_lines(text: str) -> list[int]:
+    """1-based line of every undecodable byte of a surrogateescape-decoded text, in order."""
+    lines, line, last = [], 1, 0
+    for match in _ESCAPED.finditer(text):
+        line += text.count("\n", last, match.start())
+        last = match.start()
+        lines.append(line)
+    return lines
+
+
+def _surrogates(value: Any) -> int:
+    """How many undecodable bytes (surrogateescape'd) a parsed JSON value holds, keys included."""
+    if isinstance(value, str):
+        return len(_ESCAPED.findall(value))
+    if isinstance(value, Mapping):
+        return sum(_surrogates(k) + _surrogates(v) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(_surrogates(v) for v in value)
+    return 0
+
+
 def read_rows(path: str) -> Iterator[tuple[int, Any]]:
-    """(index, row) pairs from .json / .jsonl / .parquet; unparsable JSONL lines are yielded as
-    RecordError objects (reason "bad_format") so the caller's policy decides."""
+    """(index, row) pairs from .json / .jsonl / .parquet; unparsable JSONL lines and rows with
+    bytes that are not UTF-8 text are yielded as RecordError objects (reason "bad_format", naming
+    the file and line) so the caller's policy decides."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such data file")
     lower = path.lower()
     if lower.endswith(".jsonl"):
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f):
+        with open(path, "rb") as f:
+            for i, raw in enumerate(f):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield i, RecordError(path, i, "bad_format", _not_utf8(exc, raw, i + 1))
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -80,11 +118,19 @@ def read_rows(path: str) -> Iterator[tuple[int, Any]]:
                 except json.JSONDecodeError as exc:
                     yield i, RecordError(path, i, "bad_format", f"line {i + 1} is not JSON: {exc}")
     elif lower.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise RecordError(path, "file", "bad_format", f"not a JSON file: {exc}") from exc
+        with open(path, "rb") as f:
+            raw = f.read()
+        # Undecodable bytes become lone surrogates, so the file still parses and each row that
+        # holds one is a bad record (with the line of its first bad byte), not a failed import.
+        try:
+            text, bad_lines = raw.decode("utf-8"), []
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="surrogateescape")
+            bad_lines = _escaped_lines(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(path, "file", "bad_format", f"not a JSON file: {exc}") from exc
         if isinstance(data, Mapping):  # {id: row} layout
             data = [
                 dict(row, id=row.get("id", key)) if isinstance(row, Mapping) else row
@@ -97,7 +143,22 @@ def read_rows(path: str) -> Iterator[tuple[int, Any]]:
                 "bad_format",
                 f"expected a JSON list of rows, found {type(data).__name__}",
             )
-        yield from enumerate(data)
+        for i, row in enumerate(data):
+            n = _surrogates(row) if bad_lines else 0
+            if n:  # rows appear in file order, so they take the bad bytes' lines in order
+                lines, bad_lines = bad_lines[:n], bad_lines[n:]
+                yield (
+                    i,
+                    RecordError(
+                        path,
+                        i,
+                        "bad_format",
+                        f"row {i} (line {lines[0] if lines else '?'}) holds bytes that are not "
+                        "UTF-8 text",
+                    ),
+                )
+            else:
+                yield i, row
     elif lower.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -494,8 +555,13 @@ def import_folder(folder: str, on_error: OnError = None) -> Iterator[R.Record]:
                 f"expected exactly one sidecar {stem}{{.txt|.py|.tex|.tikz}} for "
                 f"image {name}, found {[stem + e for e in found]}",
             )
-        with open(os.path.join(folder, stem + found[0]), encoding="utf-8") as f:
-            text = f.read().strip()
+        sidecar = os.path.join(folder, stem + found[0])
+        with open(sidecar, "rb") as f:
+            raw = f.read()
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise RecordError(*where, "bad_format", f"{sidecar}: {_not_utf8(exc, raw)}") from None
         with open(os.path.join(folder, name), "rb") as f:
             image = verified_image_bytes(f.read(), name, where)
         if sidecars[found[0]] is None:

@@ -7,7 +7,8 @@ Layout (every objective)::
       -> map_with_index(read record, decode/resize images, template + tokenize)   [workers]
       -> to_iter_dataset -> mp_prefetch(num_workers)            (0 workers: in-process)
       -> bad-record accounting (main process: policy, counts, bound)
-      -> packing (text) | bucketed padding collate (others) -> batch -> thread prefetch
+      -> packing (text; multimodal with layout="packing") | bucketed padding collate
+      -> batch -> thread prefetch
 
 Everything up to ``mp_prefetch`` is a pure function of (seed, stream index), so batches are
 identical for any number of workers; the stateful steps (accounting, packing, batching) run after
@@ -29,6 +30,11 @@ predicts ``labels[t + 1]``. ``attention_mask`` / ``image_mask`` / ``*_mask`` are
   order), labels [B, L] int32, attention_mask [B, L] int32, positions [B, L] int32 (arange),
   pixel_values [B, M, H, W, 3] float32 (normalised; zeros for missing images),
   image_mask [B, M] int32.
+- ``multimodal_sft`` / ``image_code`` / ``puma_pair`` with ``layout="packing"``: the same keys
+  at L = tokenization.max_length, several examples per row, plus ``segment_ids`` [B, L] int32
+  (per side for pairs); ``positions`` restart at 0 per segment; M is the image budget per row
+  (images in segment order); pairs are packed in lockstep and their response arrays [B, R] hold
+  every pair of the row, positions shifted into the packed rows (mathjax_vl.data.packing).
 - ``puma_pair``: the keys above for each side with prefixes ``weak_`` (vision-rich, trained) and
   ``strong_`` (text-rich, the target) (each side padded to its own bucket), plus
   weak_response_positions [B, R] int32 and strong_response_positions [B, R] int32: logit positions
@@ -101,7 +107,12 @@ class PipelineConfig:
       length_buckets: padded lengths for unpacked rows; () means (tokenization.max_length,).
       response_buckets: padded R of the PUMA response-position arrays (the fused KL loss costs
         B x R); () means length_buckets. A pair with a longer response is a "too_long" record.
-      max_images_per_example: M, the image slots per row; more images is a RecordError.
+      max_images_per_example: M, the image slots per row; an example with more is a
+        ``too_long`` record (with packing, M is the row's budget shared by its examples).
+      layout: "bucketed" (one example per row, padded to a length bucket) or "packing"
+        (several whole examples per row; multimodal_sft, image_code, puma_pair). text_sft is
+        always packed.
+      packing_window: examples packed together (first-fit decreasing) with layout="packing".
       num_packing_bins: rows the text packer fills concurrently (more = denser, more memory).
       caption_max_length: C for image_caption.
     """
@@ -127,6 +138,8 @@ class PipelineConfig:
     max_images_per_example: int = 1
     num_packing_bins: int = 8
     caption_max_length: int = 77
+    layout: Literal["bucketed", "packing"] = "bucketed"
+    packing_window: int = 64
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -144,6 +157,10 @@ class PipelineConfig:
             )
         if self.max_images_per_example < 1:
             raise ValueError("max_images_per_example must be >= 1")
+        if self.layout not in ("bucketed", "packing"):
+            raise ValueError(f"layout must be 'bucketed' or 'packing', got {self.layout!r}")
+        if self.layout == "packing" and self.objective == "image_caption":
+            raise ValueError("layout='packing' does not apply to image_caption (no token rows)")
 
     @property
     def buckets(self) -> tuple[int, ...]:
@@ -298,8 +315,9 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
             raise R.RecordError(
                 self.source_name,
                 index,
-                "bad_value",
-                f"{len(images)} images > max_images_per_example {cfg.max_images_per_example}",
+                "too_long",
+                f"{len(images)} images > max_images_per_example {cfg.max_images_per_example} "
+                "(the image budget of a row)",
             )
         out = np.empty((len(images), cfg.image.height, cfg.image.width, 3), np.float32)
         for k, data in enumerate(images):
@@ -464,12 +482,17 @@ class Pipeline:
     dataset: grain.IterDataset
     tracker: br.BadRecordTracker
     config: PipelineConfig
+    packer: packing.PackExamplesIterDataset | None = None
 
     def __iter__(self) -> grain.DatasetIterator:
         return iter(self.dataset)
 
     def metrics(self) -> dict[str, float]:
-        return self.tracker.metrics()
+        """Bad-record counters, plus the packer's fill (packing/*) with layout="packing"."""
+        out = self.tracker.metrics()
+        if self.packer is not None:
+            out.update(self.packer.stats().metrics())
+        return out
 
     def finalize(self) -> str:
         return self.tracker.finalize()
@@ -501,10 +524,23 @@ def build_pipeline(source: Sequence[Any], config: PipelineConfig, tokenizer_dir:
         pad_id = load_tokenizer(str(tokenizer_dir)).pad_token_id or 0
     else:
         pad_id = processor.tokenizer.pad_token_id
+    packer = None
     if cfg.objective == "text_sft":
         it = packing.pack_rows(
             it, cfg.tokenization.max_length, pad_id, cfg.num_packing_bins, cfg.seed
         )
+        it = it.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder)
+    elif cfg.layout == "packing":
+        pairs = cfg.objective == "puma_pair"
+        spec = packing.PackSpec(
+            sides=("weak_", "strong_") if pairs else ("",),
+            seq_len=cfg.tokenization.max_length,
+            max_images=cfg.max_images_per_example,
+            image_shape=(cfg.image.height, cfg.image.width, 3),
+            pad_token_id=pad_id,
+            response_len=cfg.r_buckets[-1] if pairs else 0,
+        )
+        it = packer = packing.PackExamplesIterDataset(it, spec, cfg.packing_window)
         it = it.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder)
     else:
         it = it.batch(
@@ -514,4 +550,4 @@ def build_pipeline(source: Sequence[Any], config: PipelineConfig, tokenizer_dir:
         it = grain.experimental.ThreadPrefetchIterDataset(
             it, prefetch_buffer_size=cfg.prefetch_batches
         )
-    return Pipeline(dataset=it, tracker=tracker, config=cfg)
+    return Pipeline(dataset=it, tracker=tracker, config=cfg, packer=packer)

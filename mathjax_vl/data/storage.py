@@ -305,7 +305,9 @@ class RecordSource(Sequence):
 
     Picklable for Grain worker processes: only the path and split are pickled; each process opens
     the ArrayRecord files lazily. A stored example that fails validation raises RecordError naming
-    the dataset dir, split and index.
+    the dataset dir, split and index; one whose bytes are corrupt (a Riegeli chunk hash mismatch,
+    an unparsable example) raises RecordError("bad_format") naming the shard file and the record's
+    index inside it, so the bad-record policy counts or raises it like any other bad record.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train"):
@@ -313,6 +315,7 @@ class RecordSource(Sequence):
         self.split = split
         self.kind = dataset_kind(self.dataset_dir)
         self._source = None
+        self._shard_table: list[tuple[int, int, str]] | None = None
         self._len = len(self._open())
 
     def _open(self):
@@ -331,9 +334,50 @@ class RecordSource(Sequence):
     def __len__(self) -> int:
         return self._len
 
+    def _shards(self) -> list[tuple[int, int, str]]:
+        """(first index, length, file) per ArrayRecord shard of the split, in index order."""
+        if self._shard_table is None:
+            import tensorflow_datasets as tfds
+
+            info = tfds.builder_from_directory(self.dataset_dir).info.splits[self.split]
+            table, start = [], 0
+            for length, path in zip(info.shard_lengths, info.filepaths):
+                table.append((start, int(length), os.fspath(path)))
+                start += int(length)
+            self._shard_table = table
+        return self._shard_table
+
+    def locate(self, index: int) -> tuple[str, int]:
+        """(shard file, index inside that shard) of dataset index `index`."""
+        for start, length, path in self._shards():
+            if start <= index < start + length:
+                return path, index - start
+        return f"{self.dataset_dir}[{self.split}]", index
+
+    def _corrupt(self, index: int, err: Exception) -> R.RecordError:
+        shard, local = self.locate(index)
+        first = str(err).splitlines()[0] if str(err) else ""
+        return R.RecordError(
+            shard,
+            local,
+            "bad_format",
+            f"corrupt ArrayRecord data (record {index} of {self.dataset_dir}[{self.split}]): "
+            f"{type(err).__name__}: {first}",
+        )
+
+    def _read(self, index: int) -> Mapping[str, Any]:
+        try:
+            return self._open()[index]
+        except Exception as err:
+            raise self._corrupt(index, err) from None
+
     def _decode(self, index: int, example: Mapping[str, Any]) -> R.Record:
         where = f"{self.dataset_dir}[{self.split}]"
-        return R.record_from_dict(_from_example(self.kind, example), where, index)
+        try:
+            plain = _from_example(self.kind, example)
+        except (KeyError, TypeError, ValueError) as err:  # bytes that parsed into garbage
+            raise self._corrupt(index, err) from None
+        return R.record_from_dict(plain, where, index)
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
@@ -343,17 +387,21 @@ class RecordSource(Sequence):
             index += self._len
         if not 0 <= index < self._len:
             raise IndexError(f"index {index} out of range for {self._len} records")
-        return self._decode(index, self._open()[index])
+        return self._decode(index, self._read(index))
 
     def __getitems__(self, indices: Sequence[int]) -> list[R.Record]:
         """Batched read (Grain uses it when present): one ArrayRecord call for many indices."""
         indices = [int(i) for i in indices]
-        examples = self._open().__getitems__(indices)
+        try:
+            examples = self._open().__getitems__(indices)
+        except Exception:  # one corrupt record fails the batch: read one by one to name it
+            examples = [self._read(i) for i in indices]
         return [self._decode(i, ex) for i, ex in zip(indices, examples)]
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_source"] = None
+        state["_shard_table"] = None
         return state
 
     def __repr__(self) -> str:

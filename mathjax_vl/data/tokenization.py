@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -32,6 +33,7 @@ import numpy as np
 
 from mathjax_vl.data import chat_template as templates
 from mathjax_vl.data.records import IMAGE_PLACEHOLDER, RecordError
+from mathjax_vl.errors import UserError
 
 IGNORE_INDEX = -100
 
@@ -92,8 +94,34 @@ class TokenizedSample:
 _LOAD_LOCK = threading.Lock()
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # what `tokenizer train` writes
+
+
+class TokenizerDirError(UserError, FileNotFoundError):
+    """A tokenizer directory that is missing or lacks the files a fast tokenizer needs."""
+
+
+def check_tokenizer_dir(path: str) -> None:
+    """Raise TokenizerDirError naming the dir and the expected files unless `path` is a local
+    directory holding tokenizer.json (HF's fast-tokenizer file; tokenizer_config.json, with the
+    special tokens and chat template, is read when present)."""
+    expected = f"a local directory with {TOKENIZER_FILES[0]} (and {TOKENIZER_FILES[1]})"
+    if not path:
+        raise TokenizerDirError(f"no tokenizer directory given; expected {expected}")
+    if not os.path.isdir(path):
+        what = "is a file, not a directory" if os.path.exists(path) else "does not exist"
+        raise TokenizerDirError(f"tokenizer directory {path} {what}; expected {expected}")
+    if not os.path.isfile(os.path.join(path, TOKENIZER_FILES[0])):
+        found = sorted(os.listdir(path))[:8]
+        raise TokenizerDirError(
+            f"tokenizer directory {path} has no {TOKENIZER_FILES[0]} (found {found}); expected "
+            f"{expected}, e.g. from `mathjax-vl tokenizer train` or an HF model's tokenizer files"
+        )
+
+
 def load_tokenizer(path: str) -> Any:
     """A fast HF tokenizer from a local directory (never downloads); cached per process."""
+    check_tokenizer_dir(str(path))
     with _LOAD_LOCK:
         return _load_tokenizer(path)
 

@@ -377,6 +377,10 @@ def _extract_choice(response: str, choices: Sequence[str]) -> ExtractedAnswer:
             letter = _implied_yes_no(sentence, choices)
             if letter is not None:
                 return ExtractedAnswer(letter, "yes_no")
+    if sentences and len(sentences[-1]) <= 80:
+        # A short final statement naming no option ("The bar is blue"): the answer text itself;
+        # MathVista's normalisation maps it to the nearest option, as it does GPT's extraction.
+        return ExtractedAnswer(sentences[-1].rstrip(".").strip(), "answer_text")
     return ExtractedAnswer(None, "none")
 
 

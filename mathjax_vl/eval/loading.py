@@ -199,16 +199,21 @@ def resolve_step(ckpt_dir: str, step: int | None, error: type[Exception] = Model
 
     manager = Checkpointer(ckpt_dir, interval=0, keep=0, async_save=False)
     try:
-        complete = [s for s in manager.all_steps() if manager.incomplete_reason(s) is None]
+        steps = manager.all_steps()
+        if step is not None and step in steps:  # verify (sizes + SHA-256) only the one asked for
+            reason = manager.incomplete_reason(step)
+            if reason is None:
+                return step
+            raise error(f"{ckpt_dir}: the checkpoint for step {step} is not complete: {reason}")
+        # newest first, stopping at the first complete one (each check hashes its files)
+        newest = next((s for s in reversed(steps) if manager.incomplete_reason(s) is None), None)
     finally:
         manager.manager.close()
-    if not complete:
-        raise error(f"{ckpt_dir}: no complete checkpoint (none has its manifest)")
+    if newest is None:
+        raise error(f"{ckpt_dir}: no complete checkpoint (none matches its manifest)")
     if step is None:
-        return complete[-1]
-    if step not in complete:
-        raise error(f"{ckpt_dir}: no complete checkpoint for step {step}; have {complete}")
-    return step
+        return newest
+    raise error(f"{ckpt_dir}: no checkpoint for step {step}; have {steps}")
 
 
 def restore_train_params(ckpt_dir: str, step: int | None, abstract: dict[str, Any]) -> dict:
@@ -227,7 +232,9 @@ def restore_train_params(ckpt_dir: str, step: int | None, abstract: dict[str, An
 
     step = resolve_step(ckpt_dir, step)
     state_dir = os.path.join(ckpt_dir, str(step), "state")
-    with ocp.PyTreeCheckpointer() as checkpointer:
+    from mathjax_vl.train.checkpointing import item_reader
+
+    with item_reader() as checkpointer:
         meta = checkpointer.metadata(state_dir)
         tree = getattr(meta, "item_metadata", meta)  # StepMetadata (newer orbax) or the tree
         tree = getattr(tree, "tree", tree)
@@ -282,10 +289,31 @@ def load_model(
         raise ModelLoadError(f"model path {path} does not exist")
     config_json = os.path.join(path, "config.json")
     if os.path.isfile(config_json):
-        with open(config_json) as f:
-            hf = json.load(f)
+        try:
+            with open(config_json, encoding="utf-8") as f:
+                hf = json.load(f)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ModelLoadError(f"{config_json}: not a valid JSON config ({err})") from None
+        if not isinstance(hf, dict):
+            raise ModelLoadError(
+                f"{config_json}: expected a JSON object (an HF config), found {type(hf).__name__}"
+            )
         if "architectures" in hf or "model_type" in hf:
-            return load_hf_dir(path, tokenizer_dir, dtype)
+            from mathjax_vl.hf.common import UnsupportedArchitectureError
+
+            try:
+                return load_hf_dir(path, tokenizer_dir, dtype)
+            except UnsupportedArchitectureError as err:  # a config.json key: name the file
+                message = str(err)
+                for prefix in (f"{config_json}: ", f"{path}: "):
+                    message = message.removeprefix(prefix)
+                raise ModelLoadError(f"{config_json}: {message}") from None
+            except (KeyError, TypeError) as err:  # a field missing or of the wrong type
+                what = err.args[0] if isinstance(err, KeyError) and err.args else err
+                raise ModelLoadError(
+                    f"{config_json}: not a usable HF config ({type(err).__name__}: {what}); "
+                    "expected the config.json that transformers' save_pretrained writes"
+                ) from None
     from mathjax_vl.hf import registry
 
     if registry.is_checkpoint(path):

@@ -315,19 +315,29 @@ def mathv_judge(extracted: str, gold: str, choices: Sequence[str] | None) -> boo
 def mathv_report(rows: Sequence[tuple[str, int, bool]]) -> dict[str, dict[str, float | int]]:
     """MATH-V's breakdown from (subject, level, correct): overall, per level, per subject, per
     subject x level (the keys the official script writes: '-all', '-level1', 'algebra',
-    'algebra_level1', '-level1_algebra'); each {correct, total, accuracy (%, 2 decimals)}."""
+    'algebra_level1', '-level1_algebra'); each {accuracy in [0, 1], correct, total}."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for subject, level, correct in rows:
-        for key in (
+        keys = (
             "-all",
             f"-level{level}",
             subject,
             f"{subject}_level{level}",
             f"-level{level}_{subject}",
-        ):
+        )
+        for key in keys:
             counts[key][0] += bool(correct)
             counts[key][1] += 1
     return {
-        key: {"correct": c, "total": t, "accuracy": round(100.0 * c / max(t, 1), 2)}
+        key: {"accuracy": c / t if t else 0.0, "correct": c, "total": t}
         for key, (c, t) in sorted(counts.items())
     }
+
+
+def mathv_result_strings(report: Mapping[str, Mapping[str, float | int]]) -> dict[str, str]:
+    """The report as the official `*_result.json` writes it: "384/3040=12.63%"."""
+    out = {}
+    for key, cell in report.items():
+        correct, total = int(cell["correct"]), int(cell["total"])
+        out[key] = f"{correct}/{total}=" + (f"{round(100 * correct / total, 2)}%" if total else "0")
+    return out

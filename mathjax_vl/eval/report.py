@@ -29,10 +29,36 @@ def markdown_table(summary: dict[str, Any]) -> str:
     for key, value in scalars.items():
         text = "inf" if isinstance(value, float) and math.isinf(value) else f"{value:.4g}"
         lines.append(f"| {key} | {text} |")
+    for name in ("breakdown", "steps"):
+        if isinstance(summary.get(name), dict):
+            lines += ["", *breakdown_lines(summary[name], name)]
     rules = summary.get("extraction_rules", {})
     if rules:
         lines += ["", "Extraction rules used: " + ", ".join(f"{k} {v}" for k, v in rules.items())]
     return "\n".join(lines) + "\n"
+
+
+def _is_cell(value: Any) -> bool:
+    return isinstance(value, dict) and {"correct", "total"} <= set(value)
+
+
+def breakdown_lines(table: dict[str, Any], title: str) -> list[str]:
+    """Markdown tables for the official breakdown rows: one table per group of cells
+    ({correct, total, accuracy}); accuracies in [0, 1] are shown in percent."""
+    flat = {k: v for k, v in table.items() if _is_cell(v)}
+    lines: list[str] = []
+    if flat:
+        lines += [f"### {title}", "", "| row | accuracy (%) | correct | total |"]
+        lines.append("| --- | ---: | ---: | ---: |")
+        for key, cell in flat.items():
+            acc = cell.get("accuracy", 0.0)
+            acc = 100.0 * acc
+            lines.append(f"| {key} | {acc:.2f} | {cell['correct']} | {cell['total']} |")
+        lines.append("")
+    for key, value in table.items():
+        if isinstance(value, dict) and not _is_cell(value):
+            lines += breakdown_lines(value, f"{title} / {key}")
+    return lines
 
 
 def bar_chart(summary: dict[str, Any], path: Path) -> None:

@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mathjax_vl.models import attention_kernels
 from mathjax_vl.models import logical_axes as ax
 
 Array = jax.Array
@@ -182,9 +183,10 @@ class Attention(nn.Module):
     Query head h uses key/value head h // (num_heads // num_kv_heads), the grouping HF's
     repeat_kv implies; K/V are never materialised per query head.
 
-    impl: "xla" (explicit einsum, float32 softmax; the parity reference) or
-    "dot_product_attention" (jax.nn.dot_product_attention, which picks a fused cuDNN kernel on
-    GPU when shapes and dtypes allow and falls back to XLA elsewhere).
+    impl: "xla" (explicit einsum, float32 softmax; the parity reference) or a kernel of
+    models.attention_kernels ("dot_product_attention", "cudnn", "splash"), which gets the
+    segment ids (mask = attention_kernels.SegmentMask) instead of a dense mask. With a KV cache
+    (decoding) every impl takes the dense-mask path below.
 
     query_block (xla impl, no KV cache, where the mask is causal in token order): queries run in
     blocks that attend only to keys up to the block's end, so the all-masked blocks above the
@@ -212,7 +214,8 @@ class Attention(nn.Module):
         kv_cache: tuple[Array, Array] | None = None,
         cache_index: Array | None = None,
     ) -> tuple[Array, tuple[Array, Array] | None]:
-        """x [B, T, D]; positions [B, T]; mask [B|1, 1, T, S] bool.
+        """x [B, T, D]; positions [B, T]; mask [B|1, 1, T, S] bool, or a SegmentMask for the
+        kernels (no cache).
 
         kv_cache: this layer's (k, v), each [B, S, KV, Dh]; the T new keys/values are written at
         slots [cache_index, cache_index + T) and attention runs over all S slots (the mask hides
@@ -251,11 +254,14 @@ class Attention(nn.Module):
             new_cache = (k_all, v_all)
             k, v = k_all.astype(self.dtype), v_all.astype(self.dtype)
 
-        if self.impl == "dot_product_attention":
+        if isinstance(mask, attention_kernels.SegmentMask):  # the attention_impl dispatch point
+            kernel = attention_kernels.get(self.impl)
+            out = kernel(q, k, v, mask.segment_ids, scale=self.head_dim**-0.5)
+        elif self.impl == "dot_product_attention":
             out = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=self.head_dim**-0.5)
         elif self.impl == "xla" and kv_cache is None:
             out = self._blocked_causal_attention(q, k, v, mask)
-        elif self.impl == "xla":
+        elif self.impl == "xla" or self.impl in attention_kernels.KERNELS:
             out = self._xla_attention(q, k, v, mask)
         else:
             raise ValueError(f"unknown attention impl {self.impl!r}")

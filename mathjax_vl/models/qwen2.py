@@ -55,7 +55,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mathjax_vl.models import layers
+from mathjax_vl.models import attention_kernels, layers
 from mathjax_vl.models import logical_axes as ax
 from mathjax_vl.models.precision import to_dtype
 
@@ -95,7 +95,9 @@ class Qwen2Config:
     remat_policy: str = "none"
     param_dtype: str = "float32"
     dtype: str = "float32"
-    attention_impl: str = "xla"  # "xla" | "dot_product_attention" (fused cuDNN on GPU)
+    # "xla" (einsum reference) or a segment-aware kernel of models.attention_kernels:
+    # "dot_product_attention" | "cudnn" (GPU) | "splash" (TPU; interpret mode elsewhere)
+    attention_impl: str = "xla"
     # "xla" impl without a KV cache: queries in blocks of this many, each attending only to the
     # keys up to its own end (causal blocks above the diagonal are never computed). 0 = one block.
     attention_query_block: int = 128
@@ -103,10 +105,9 @@ class Qwen2Config:
     def __post_init__(self):
         if isinstance(self.eos_token_id, list):  # configs are jit-static: must be hashable
             object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
-        if self.attention_impl not in ("xla", "dot_product_attention"):
-            raise ValueError(
-                f"attention_impl {self.attention_impl!r} not in xla, dot_product_attention"
-            )
+        impls = ("xla", *attention_kernels.KERNELS)
+        if self.attention_impl not in impls:
+            raise ValueError(f"attention_impl {self.attention_impl!r} not in {impls}")
         if self.scan_unroll < 1:
             raise ValueError(f"scan_unroll must be >= 1 (layers per step), got {self.scan_unroll}")
         if self.attention_query_block < 0:
@@ -327,7 +328,9 @@ class Qwen2(nn.Module):
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32) + offset, (b, t))
         new_valid = None
-        if cache is None:
+        if cache is None and self.config.attention_impl in attention_kernels.KERNELS:
+            mask = attention_kernels.segment_mask((b, t), attention_mask, segment_ids)
+        elif cache is None:
             idx = jnp.arange(t)
             mask = layers.make_attention_mask(idx, idx, attention_mask, segment_ids, segment_ids)
         else:

@@ -39,6 +39,10 @@ def base_config() -> ml_collections.ConfigDict:
             "num_examples": 4096,
             "seed": 0,
             "nan_example_index": -1,  # fault injection: that synthetic example's floats are NaN
+            # multimodal rows: "bucketed" (one example per row, padded to seq_len) or "packing"
+            # (several whole examples per row with segment ids; max_images = image slots per row)
+            "layout": "bucketed",
+            "packing_window": 64,  # examples packed together (first-fit decreasing)
         }
     )
 
@@ -93,7 +97,17 @@ def base_config() -> ml_collections.ConfigDict:
     )
 
     c.distributed = ml_collections.ConfigDict(
-        {"enabled": "auto", "coordinator_address": "", "num_processes": 0, "process_id": -1}
+        {
+            "enabled": "auto",
+            "coordinator_address": "",
+            "num_processes": 0,
+            "process_id": -1,
+            # A dead peer is declared after this long without heartbeats (jax's default is 100).
+            "heartbeat_timeout_s": 60,
+            # Multi-process only: exit (status 4) when no step finishes for this long, since a
+            # collective with a dead or hung peer never returns. 0 = never.
+            "step_timeout_s": 300.0,
+        }
     )
     # step_sleep_s: a slower loop (benchmarks); pause_after_step: block after that step until
     # SIGTERM, writing a marker (the resume tests kill or preempt at an exact step).

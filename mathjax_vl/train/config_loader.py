@@ -17,19 +17,21 @@ from pathlib import Path
 
 import ml_collections
 
+from mathjax_vl.errors import ConfigError, ConfigKeyError, ConfigTypeError
+
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     path, _, arg = spec.partition(":")
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"config file {file} does not exist")
+        raise FileNotFoundError(f"config file {file} does not exist (expected configs/x.py[:arg])")
     name = f"_mathjax_vl_config_{abs(hash(str(file.absolute())))}"
     module_spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise AttributeError(f"config file {file} defines no get_config()")
+        raise ConfigError(f"config file {file} defines no get_config()")
     config = module.get_config(arg) if arg else module.get_config()
     for item in overrides:
         apply_override(config, item)
@@ -47,7 +49,7 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
     """Apply one `config.a.b=value` (leading '--' and 'config.' optional)."""
     text = item[2:] if item.startswith("--") else item
     if "=" not in text:
-        raise ValueError(f"override {item!r} must look like --config.key=value")
+        raise ConfigError(f"override {item!r} must look like --config.key=value")
     key, raw = text.split("=", 1)
     if key.startswith("config."):
         key = key[len("config.") :]
@@ -55,11 +57,13 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
     node = config
     for i, part in enumerate(parts[:-1]):
         if part not in node:
-            raise KeyError(f"override {item!r}: no field {'.'.join(parts[: i + 1])!r} in config")
+            raise ConfigKeyError(
+                f"override {item!r}: no field {'.'.join(parts[: i + 1])!r} in config"
+            )
         node = node[part]
     leaf = parts[-1]
     if leaf not in node:
-        raise KeyError(f"override {item!r}: no field {key!r} in config")
+        raise ConfigKeyError(f"override {item!r}: no field {key!r} in config")
     value = parse_value(raw)
     current = node[leaf]
     if isinstance(current, str) and not isinstance(value, str):
@@ -73,7 +77,7 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
     try:
         node[leaf] = value
     except TypeError as err:
-        raise TypeError(f"override {item!r}: {err}") from err
+        raise ConfigTypeError(f"override {item!r}: {err}") from err
 
 
 _RUN_CONFIG_TEMPLATE = '''"""The resolved config of the run in this directory ({note}).

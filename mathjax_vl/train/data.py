@@ -14,6 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from mathjax_vl.errors import ConfigError
 from mathjax_vl.train.tasks.base import Task
 
 
@@ -51,7 +52,7 @@ def build_iterator(
     """A checkpointable iterator of host batches (dict of numpy, leading dim = local batch)."""
     global_batch = int(config.train.global_batch_size)
     if global_batch % process_count:
-        raise ValueError(
+        raise ConfigError(
             f"train.global_batch_size {global_batch} is not divisible by {process_count} processes"
         )
     local_batch = global_batch // process_count
@@ -77,7 +78,7 @@ def build_iterator(
         from mathjax_vl.train import pipeline_adapter
 
         return pipeline_adapter.build(config, task, process_index, process_count, local_batch)
-    raise ValueError(f"data.kind must be 'synthetic' or 'pipeline', got {kind!r}")
+    raise ConfigError(f"data.kind must be 'synthetic' or 'pipeline', got {kind!r}")
 
 
 def to_global(

@@ -22,10 +22,13 @@ def maybe_pause(
     step: int,
     stop_requested: Callable[[], bool],
     write_marker: bool = True,
+    while_waiting: Callable[[], None] | None = None,
 ) -> None:
     """If `debug.pause_after_step == step`: write `pause_marker` (step logged, checkpoint saves
     before it already started) and block until `stop_requested()` (the SIGTERM flag). A test then
-    sends SIGTERM (the trainer saves at exactly this step) or SIGKILL (it dies exactly here)."""
+    sends SIGTERM (the trainer saves at exactly this step) or SIGKILL (it dies exactly here).
+    `while_waiting` runs on every poll (the trainer's checkpoint poll, so an earlier async save
+    still gets its COMPLETE.json while paused)."""
     target = int((config.get("debug") or {}).get("pause_after_step", 0))
     if not target or target != step:
         return
@@ -35,4 +38,6 @@ def maybe_pause(
         tmp.write_text(json.dumps({"step": step}))
         tmp.replace(marker)  # atomic: the test never reads a half-written marker
     while not stop_requested():
+        if while_waiting is not None:
+            while_waiting()
         time.sleep(0.01)

@@ -21,8 +21,9 @@ def maybe_initialize(cfg: ml_collections.ConfigDict | None) -> bool:
     """Initialise jax.distributed if the config or environment asks for it; returns whether it did.
 
     cfg fields (config.distributed): enabled ('auto' | True | False), coordinator_address,
-    num_processes, process_id, local_device_ids. 'auto' initialises when a coordinator is given
-    or under SLURM with more than one task or on a multi-host TPU (TPU_WORKER_HOSTNAMES).
+    num_processes, process_id, local_device_ids, heartbeat_timeout_s. 'auto' initialises when a
+    coordinator is given or under SLURM with more than one task or on a multi-host TPU
+    (TPU_WORKER_HOSTNAMES).
     """
     global _initialized
     if _initialized:
@@ -53,6 +54,8 @@ def maybe_initialize(cfg: ml_collections.ConfigDict | None) -> bool:
         kwargs["process_id"] = int(pid)
     if cfg.get("local_device_ids") is not None:
         kwargs["local_device_ids"] = list(cfg.local_device_ids)
+    if cfg.get("heartbeat_timeout_s"):
+        kwargs["heartbeat_timeout_seconds"] = int(cfg.heartbeat_timeout_s)
     log.info("jax.distributed.initialize(%s)", kwargs)
     jax.distributed.initialize(**kwargs)
     _initialized = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -71,3 +72,26 @@ def make_mesh(
     except Exception:  # CPU and odd topologies: plain row-major order
         grid = np.asarray(devices, dtype=object).reshape(dims)
     return jax.sharding.Mesh(grid, MESH_AXES)
+
+
+def mesh_from_config(config: Any) -> jax.sharding.Mesh:
+    """The trainer's mesh from config.mesh: `num_devices` (0 = all, N = the first N; more than
+    are available is an error, never a silent smaller run) and `shape` (ConfigError naming the
+    key when it does not fit)."""
+    from mathjax_vl.errors import ConfigError
+
+    devices = jax.devices()
+    want = int(config.mesh.get("num_devices", 0) or 0)
+    if want < 0:
+        raise ConfigError(f"mesh.num_devices={want}: expected 0 (all devices) or a positive count")
+    if want > len(devices):
+        raise ConfigError(
+            f"mesh.num_devices={want} but only {len(devices)} {devices[0].platform} device(s) are "
+            f"available; expected at most {len(devices)} (0 = all)"
+        )
+    if want:  # a prefix of the devices (tests, benchmarks)
+        devices = devices[:want]
+    try:
+        return make_mesh(dict(config.mesh.shape), devices)
+    except ValueError as err:
+        raise ConfigError(f"mesh.shape={dict(config.mesh.shape)}: {err}") from None

@@ -1,6 +1,7 @@
 """Training observability: JSON lines, TensorBoard event files (no TensorFlow), a progress bar.
 
-Only process 0 writes. Every step logs loss parts, grad norm, learning rate, tokens/s, step time,
+Only process 0 writes. Every step logs loss parts, grad norm, learning rate, tokens/s (useful,
+i.e. non-padding, tokens), computed tokens and the useful fraction (useful / computed), step time,
 an MFU estimate and the batch fingerprint (so two runs' batch sequences can be compared).
 """
 
@@ -110,8 +111,10 @@ class MetricsLogger:
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
             post = {"loss": f"{record.get('loss', float('nan')):.4f}"}
-            if "tokens_per_s" in record:
+            if "tokens_per_s" in record:  # useful (non-padding) tokens per second
                 post["tok/s"] = f"{record['tokens_per_s']:.0f}"
+            if record.get("computed_tokens"):
+                post["useful"] = f"{record['useful_fraction']:.2f}"
             self._bar.set_postfix(post, refresh=False)
 
     def event(self, record: dict[str, Any]) -> None:

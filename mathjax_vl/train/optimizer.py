@@ -17,6 +17,8 @@ import ml_collections
 import optax
 from flax import traverse_util
 
+from mathjax_vl.errors import ConfigError
+
 Params = Any
 
 
@@ -40,8 +42,9 @@ def trainable_mask(
     for pattern in [*trainable_re, *frozen_re]:
         if not any(pattern.search(path) for path in flat):
             sample = ", ".join(list(flat)[:8])
-            raise ValueError(
-                f"parameter pattern {pattern.pattern!r} matches no parameter (paths look like: "
+            raise ConfigError(
+                f"parameter pattern {pattern.pattern!r} (optim.trainable / optim.frozen) matches "
+                f"no parameter (paths look like: "
                 f"{sample}, ...)"
             )
     return {

@@ -3,8 +3,9 @@
 config.data (kind = "pipeline"): dataset (a TFDS dataset dir written by mathjax_vl.data.storage),
 split, tokenizer_dir, objective (text_sft | multimodal_sft | puma_pair | image_caption |
 image_code), num_workers, seed, too_long, bad_records ({policy, max_skipped_fraction, ...});
-image size / mean / std come from the vision tower's config and
-the image-token count from the VLM. The pipeline pads to length buckets; the trainer compiles one
+image size / mean / std come from the vision tower's config and the image-token count from the
+VLM; layout ("bucketed" | "packing") and packing_window choose the multimodal row layout. The
+pipeline pads to length buckets (or packs rows of seq_len); the trainer compiles one
 step for the task's fixed shapes, so every batch is padded here up to those shapes (never cut: a
 longer batch is an error naming the key). The iterator state is the pipeline's, so checkpoints
 resume the data exactly.
@@ -17,6 +18,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from mathjax_vl.errors import ConfigError
 from mathjax_vl.train.tasks.base import Task
 
 # padding value per batch key suffix (the pipelines' conventions)
@@ -78,7 +80,7 @@ def _check_image_token(model_id: int, cfg, tokenizer_dir: str) -> None:
 
     token_id = ConversationTokenizer(tokenizer_dir, cfg.tokenization).image_token_id
     if token_id != model_id:
-        raise ValueError(
+        raise ConfigError(
             f"model.image_token_id = {model_id} but the tokenizer in {tokenizer_dir} maps "
             f"{cfg.tokenization.image_token!r} to {token_id}"
         )
@@ -101,7 +103,7 @@ def _check_vocab(task: Task, tokenizer_dir: str) -> None:
     vocab = _model_vocab(task)
     size = len(load_tokenizer(tokenizer_dir))
     if vocab is not None and size > vocab:
-        raise ValueError(
+        raise ConfigError(
             f"the tokenizer in {tokenizer_dir} has {size} tokens but the model's vocab_size is "
             f"{vocab}; set the model's vocab_size to at least {size}"
         )
@@ -122,7 +124,7 @@ def build(
     d = config.data
     for field in ("dataset", "tokenizer_dir", "objective"):
         if not d.get(field):
-            raise ValueError(f"data.kind='pipeline' needs data.{field}")
+            raise ConfigError(f"data.kind='pipeline' needs data.{field} (it is empty)")
     seq_len = int(d.seq_len)
     kwargs: dict[str, Any] = {}
     vlm = getattr(task, "vlm_cfg", None)
@@ -152,6 +154,8 @@ def build(
         ),
         length_buckets=(seq_len,),
         max_images_per_example=int(d.get("max_images", 1)),
+        layout=d.get("layout", "bucketed") if d.objective != "text_sft" else "bucketed",
+        packing_window=int(d.get("packing_window", 64)),
         **kwargs,
     )
     source = storage.open_source(d.dataset, d.get("split", "train"))

@@ -21,7 +21,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mathjax_vl.train import checkpointing, debug_hooks, distributed, guards
+from mathjax_vl.data.bad_records import BadRecordBoundError
+from mathjax_vl.data.records import RecordError
+from mathjax_vl.errors import ConfigError, UserError
+from mathjax_vl.train import (
+    checkpointing,
+    debug_hooks,
+    distributed,
+    guards,
+    peer_watch,
+    run_guard,
+)
 from mathjax_vl.train import data as data_lib
 from mathjax_vl.train import metrics as metrics_lib
 from mathjax_vl.train import optimizer as opt_lib
@@ -29,8 +39,9 @@ from mathjax_vl.train import sharding as shard_lib
 from mathjax_vl.train import state as state_lib
 from mathjax_vl.train import step as step_lib
 from mathjax_vl.train.config_loader import save_run_config
-from mathjax_vl.train.mesh import make_mesh
+from mathjax_vl.train.mesh import mesh_from_config
 from mathjax_vl.train.tasks import build_task
+from mathjax_vl.train.workdir_lock import WorkdirLock
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +51,7 @@ class Trainer:
         self.config = config
         self.workdir = Path(workdir).absolute()
         distributed.maybe_initialize(config.get("distributed"))
-        devices = jax.devices()
-        if int(config.mesh.get("num_devices", 0)):  # a prefix of the devices (tests, benchmarks)
-            devices = devices[: int(config.mesh.num_devices)]
-        self.mesh = make_mesh(dict(config.mesh.shape), devices)
+        self.mesh = mesh_from_config(config)
         self.rules = shard_lib.rules_from_config(config.mesh.get("rules"))
         self.task = build_task(config)
         self.total_steps = int(config.train.num_steps)
@@ -60,7 +68,7 @@ class Trainer:
         shards = shard_lib.batch_shard_count(self.mesh, self.rules)
         accum = int(config.train.get("grad_accum_steps", 1))
         if self.global_batch % (shards * accum):
-            raise ValueError(
+            raise ConfigError(
                 f"train.global_batch_size {self.global_batch} must be a multiple of the batch "
                 f"shards ({shards}) x grad_accum_steps ({accum})"
             )
@@ -143,29 +151,55 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
+        """Train (or resume) to the end, holding the run directory's lock throughout."""
+        lock = WorkdirLock(self.workdir) if jax.process_index() == 0 else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            return self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self) -> dict[str, Any]:
         config = self.config
         pidx, pcount = jax.process_index(), jax.process_count()
         ckpt_cfg = config.checkpoint
+        # Refuse before anything in the run dir is written (config.json, metrics, checkpoints).
+        run_guard.check_resume_config(self.workdir, config)
         ckpt = checkpointing.Checkpointer(
             self.workdir / "checkpoints",
             interval=int(ckpt_cfg.get("interval", 0)),
             keep=int(ckpt_cfg.get("keep", 3)),
             async_save=bool(ckpt_cfg.get("async_save", True)),
         )
-        if pidx == 0:  # the run dir alone then suffices to resume, evaluate or export it
-            save_run_config(config, self.workdir, "written by the trainer")
-        iterator = data_lib.build_iterator(config, self.task, pidx, pcount)
         state = None
         start_step = 0
-        if ckpt_cfg.get("resume", True):
-            found = ckpt.restore_latest(self.setup.abstract, self.setup.shardings)
-            if found is not None:
-                start_step, restored, data_state, _ = found
-                state = state_lib.TrainState(**restored)
-                if data_state is not None:
-                    iterator.set_state(data_state)
-        if state is None:
-            state = self._initial_state()
+        try:
+            if not ckpt_cfg.get("resume", True) and ckpt.all_steps():
+                raise ConfigError(
+                    f"checkpoint.resume=False but {ckpt.directory} already holds checkpoints "
+                    f"{ckpt.all_steps()}; a fresh run would overwrite them: use a new --workdir"
+                )
+            iterator = data_lib.build_iterator(config, self.task, pidx, pcount)
+            if ckpt_cfg.get("resume", True):
+                found = ckpt.restore_latest(
+                    self.setup.abstract,
+                    self.setup.shardings,
+                    check=run_guard.check_state_structure(self.setup.abstract),
+                )
+                if found is not None:
+                    start_step, restored, data_state, _ = found
+                    state = state_lib.TrainState(**restored)
+                    if data_state is not None:
+                        iterator.set_state(data_state)
+            if state is None:
+                state = self._initial_state()
+        except BaseException:
+            ckpt.manager.close()
+            raise
+        if pidx == 0:  # the run dir alone then suffices to resume, evaluate or export it
+            save_run_config(config, self.workdir, "written by the trainer")
         last_ckpt = str(ckpt.directory / str(start_step)) if start_step else None
         logger = metrics_lib.MetricsLogger(
             self.workdir,
@@ -197,13 +231,28 @@ class Trainer:
         step = start_step
         status = "completed"
         t_prev = time.perf_counter()
+        watchdog = None
+        if pcount > 1:  # a collective with a dead peer never returns: bound the wait
+            timeout = float(config.distributed.get("step_timeout_s", 0) or 0)
+            watchdog = peer_watch.StepWatchdog(
+                timeout,
+                lambda: peer_watch.peer_lost_message(
+                    pidx, pcount, f"no training step finished in {timeout:g} s after step {step}",
+                    last_ckpt,
+                ),
+            ).start()  # fmt: skip
+        peer_lost = False
+        totals = {"useful": 0, "computed": 0}  # tokens over this process's steps (summary)
         try:
             stop_at = int(config.train.get("run_until_step", 0)) or self.total_steps
             stop_at = min(stop_at, self.total_steps)
             while step < stop_at:
                 host_batch = next(iterator)
                 fp = data_lib.fingerprint(host_batch)
-                tokens = self.task.count_tokens(host_batch) * pcount
+                tokens = self.task.count_tokens(host_batch) * pcount  # useful (non-padding)
+                computed = self.task.computed_tokens(host_batch) * pcount
+                totals["useful"] += tokens
+                totals["computed"] += computed
                 batch = data_lib.to_global(host_batch, self.batch_shardings, self.global_batch)
                 with step_lib.mesh_context(self.mesh, self.rules):
                     state, metrics = compiled(state, batch)
@@ -219,6 +268,8 @@ class Trainer:
                     step_time_s=dt,
                     tokens=tokens,
                     tokens_per_s=tokens / dt if dt > 0 else 0.0,
+                    computed_tokens=computed,
+                    useful_fraction=tokens / computed if computed else 0.0,
                     batch_fingerprint=fp,
                 )
                 if flops_per_step and peak:
@@ -230,7 +281,7 @@ class Trainer:
                 if sleep_s:
                     time.sleep(sleep_s)
                 debug_hooks.maybe_pause(
-                    config, self.workdir, step, lambda: preempted["flag"], pidx == 0
+                    config, self.workdir, step, lambda: preempted["flag"], pidx == 0, ckpt.poll
                 )
                 ckpt.poll()
                 stop = self._agree(preempted["flag"])
@@ -241,18 +292,40 @@ class Trainer:
                     status = "preempted"
                     logger.event({"preempted_at": step, "checkpoint": last_ckpt})
                     break
+                if watchdog is not None:
+                    watchdog.beat()
         except guards.NonFiniteError as err:
             logger.event({"stopped": str(err)})
             raise
+        except Exception as err:
+            if pcount == 1 or isinstance(err, (UserError, RecordError, BadRecordBoundError)):
+                raise
+            peer_lost = True  # no collective may run now: not even the checkpoint's close
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            message = peer_watch.peer_lost_message(
+                pidx,
+                pcount,
+                f"a cross-process operation failed at step {step + 1} "
+                f"({type(err).__name__}: {first})",
+                last_ckpt,
+            )
+            logger.event({"peer_lost": message})
+            raise peer_watch.PeerLostError(message) from err
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             signal.signal(signal.SIGTERM, old_handler)
-            ckpt.close()
+            if not peer_lost:
+                ckpt.close()
             logger.close()
         return {
             "status": status,
             "step": step,
             "skipped_steps": guard.skipped,
             "last_checkpoint": last_ckpt,
+            "useful_tokens": totals["useful"],
+            "computed_tokens": totals["computed"],
+            "useful_fraction": totals["useful"] / totals["computed"] if totals["computed"] else 0.0,
             "state": state,
         }
 

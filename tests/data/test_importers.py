@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -287,8 +288,9 @@ def test_cli_data_import_error_and_skip_policies(tmp_path, image_dir, capsys):
     rows = [_puma_row(id=str(i)) for i in range(6)] + [_puma_row(id="bad", output_2="5")]
     path = _jsonl(tmp_path / "puma.jsonl", rows)
     base = ["data", "import", path, "--format", "puma", "--image-root", str(image_dir)]
-    with pytest.raises(R.RecordError, match=r"puma\.jsonl record 6: .*\[pair_mismatch\]"):
-        cli_main([*base, "--out", str(tmp_path / "a")])
+    assert cli_main([*base, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: .*puma\.jsonl record 6: .*\[pair_mismatch\]\n", err)
     assert (
         cli_main(
             [
@@ -307,20 +309,18 @@ def test_cli_data_import_error_and_skip_policies(tmp_path, image_dir, capsys):
     assert "pair_mismatch: 1" in out and "wrote 6 puma_pair records" in out
     src = storage.open_source(tmp_path / "b")
     assert [r.id for r in src] == ["0", "1", "2", "3", "4", "5"]
-    from mathjax_vl.data.bad_records import BadRecordBoundError
-
-    with pytest.raises(BadRecordBoundError, match="skipped 1 of 7"):
-        cli_main(
-            [
-                *base,
-                "--out",
-                str(tmp_path / "c"),
-                "--on-bad-record",
-                "skip",
-                "--max-skipped-fraction",
-                "0.1",
-            ]
-        )
+    rc = cli_main(
+        [
+            *base,
+            "--out",
+            str(tmp_path / "c"),
+            "--on-bad-record",
+            "skip",
+            "--max-skipped-fraction",
+            "0.1",
+        ]
+    )
+    assert rc == 2 and "skipped 1 of 7" in capsys.readouterr().err
     assert os.listdir(tmp_path / "c") == []  # nothing left that looks like a dataset
 
 
@@ -332,3 +332,79 @@ def test_directory_of_data_files_in_name_order(tmp_path, image_dir):
     (d / "notes.md").write_text("ignored")
     recs = list(I.import_source("puma", str(d), str(image_dir)))
     assert [r.id for r in recs] == ["a0", "a1", "b0"]
+
+
+def _non_utf8_puma_file(tmp_path, suffix: str) -> str:
+    """Three PUMA rows; row 1's instruction holds a Latin-1 byte (0xe9), on line 2."""
+    rows = [json.dumps(_puma_row(id=str(i))).encode() for i in range(3)]
+    rows[1] = rows[1].replace(b"Area?", b"Aire\xe9?", 1)
+    if suffix == ".jsonl":
+        data = b"\n".join(rows) + b"\n"
+    else:
+        data = b"[" + b",\n".join(rows) + b"]\n"  # rows on lines 1-3
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_non_utf8_text_is_a_bad_record_with_file_and_line(tmp_path, image_dir, suffix):
+    path = _non_utf8_puma_file(tmp_path, suffix)
+    with pytest.raises(R.RecordError) as info:
+        list(I.import_source("puma", path, str(image_dir)))
+    assert (info.value.source, info.value.index, info.value.reason) == (path, 1, "bad_format")
+    assert "line 2" in str(info.value) and "not UTF-8" in str(info.value)
+    tracker = BadRecordTracker(
+        BadRecordConfig(policy="skip", max_skipped_fraction=0.5, min_records_for_bound=0)
+    )
+    recs = list(I.import_source("puma", path, str(image_dir), on_error=tracker))
+    assert [r.id for r in recs] == ["0", "2"]
+    assert dict(tracker.skipped_by_reason) == {"bad_format": 1} and tracker.seen == 3
+
+
+def test_non_utf8_jsonl_names_column_and_byte(tmp_path, image_dir):
+    path = _non_utf8_puma_file(tmp_path, ".jsonl")
+    with pytest.raises(R.RecordError) as info:
+        list(I.import_source("puma", path, str(image_dir)))
+    line = open(path, "rb").read().split(b"\n")[1]
+    column = line.index(b"\xe9") + 1
+    assert f"line 2, column {column}: byte 0xe9 is not UTF-8 text" in str(info.value)
+
+
+def test_non_utf8_sidecar_in_folder(tmp_path):
+    d = tmp_path / "folder"
+    d.mkdir()
+    _save(d / "01.png", 1)
+    (d / "01.txt").write_bytes(b"A circle.\nCentre \xff.\n")
+    with pytest.raises(R.RecordError) as info:
+        list(I.import_source("folder", str(d)))
+    assert info.value.reason == "bad_format" and info.value.index == "01.png"
+    assert "01.txt: line 2, column 8: byte 0xff" in str(info.value)
+
+
+def test_cli_import_non_utf8_skip_counts_and_error_is_one_line(tmp_path, image_dir, capsys):
+    from mathjax_vl.cli.main import main as cli_main
+
+    path = _non_utf8_puma_file(tmp_path, ".jsonl")
+    base = ["data", "import", path, "--format", "puma", "--image-root", str(image_dir)]
+    assert cli_main([*base, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: {path} record 1: line 2, column ")
+    rc = cli_main(
+        [
+            *base,
+            "--out",
+            str(tmp_path / "b"),
+            "--on-bad-record",
+            "skip",
+            "--max-skipped-fraction",
+            "0.5",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and "bad_format: 1" in out and "line 2" in out
+    assert "wrote 2 puma_pair records" in out
+    # --log-level DEBUG shows the traceback of the same error
+    assert cli_main([*base, "--out", str(tmp_path / "c"), "--log-level", "DEBUG"]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err

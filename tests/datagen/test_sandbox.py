@@ -53,7 +53,7 @@ def test_bad_programs_are_stopped_and_reported_and_the_run_completes(executor, t
         "import subprocess\nsubprocess.run(['true'])\n",
         "import os\nos._exit(7)\n",  # worker dies
         "x = 1\n",  # makes no image
-        # an infinite loop that disables the worker's own alarm: the parent kills the worker
+        # an infinite loop that disables its own CPU timer: the CPU rlimit ends it
         "import signal\nsignal.signal(signal.SIGPROF, signal.SIG_IGN)\nwhile True:\n    pass\n",
         "import numpy as np\na = np.ones((40000, 40000))\n",  # 12.8 GB through numpy
         GOOD.replace("LABEL", "C"),
@@ -79,16 +79,17 @@ def test_bad_programs_are_stopped_and_reported_and_the_run_completes(executor, t
     assert not (tmp_path / "new.txt").exists()
     assert "victim.txt" in results[4].error
     assert "0.25 s of CPU" in results[1].error and "interrupted" in results[1].error
-    assert "8 s wall-clock" in results[10].error and "killed" in results[10].error
+    # whichever limit comes first on a loaded machine: 2 CPU seconds or 8 s wall-clock
+    assert "2 s of CPU (rlimit)" in results[10].error or "8 s wall-clock" in results[10].error
     for i in (0, 3, 12):
         image = _pixels(results[i].png)
         assert image.shape == (100, 100, 3)
         assert (image < 128).any()  # something was drawn
-    # Distinct labels -> distinct images; same program -> identical bytes after recycling.
+    # Distinct labels -> distinct images; same program -> identical bytes (fresh process each).
     assert results[0].png != results[3].png
     again = executor.run([GOOD])[0]
     assert again.png == results[0].png
-    assert executor.restarts >= 3  # timeout, memory, crash
+    assert executor.restarts == 0  # every failure ended one program's process, not a sandbox
 
 
 def test_clipped_labels_are_measured_on_the_canvas(executor):
@@ -122,7 +123,7 @@ import sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from mathjax_vl.datagen import sandbox
+from mathjax_vl.datagen import sandbox_mpl
 
 fig, ax = plt.subplots(figsize=(3, 3), dpi=80)
 ax.set_title("title")
@@ -136,7 +137,7 @@ ax.text(1.0, 1.0, "axes", transform=ax.transAxes, ha="right", va="bottom")
 ax.text(0.1, 0.9, "wrapped " * 8, wrap=True)
 fig.savefig(sys.argv[1], metadata={"Software": None})
 renderer = fig.canvas.get_renderer()
-drawn = [(entry[0], entry[1:5]) for entry in sandbox._DRAWN_TEXT]
+drawn = [(entry[0], entry[1:5]) for entry in sandbox_mpl.DRAWN_TEXT]
 texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
 same = 0
 for t in texts:
@@ -179,8 +180,8 @@ CHECK_EMPTY = "import os\nassert os.listdir('.') == [], os.listdir('.')\n" + GOO
 
 
 def test_every_program_starts_in_an_empty_directory(single_worker):
-    """The worker reuses its working directory, emptied after each program (files, links,
-    subdirectories; one it cannot empty is abandoned for a new one)."""
+    """Every program gets a new, empty working dir; the last one's files, links and
+    subdirectories (even one it made unwritable) are gone."""
     plain = LITTER.replace('os.chmod("sub", 0o500)', "")
     results = single_worker.run([plain, CHECK_EMPTY, LITTER, CHECK_EMPTY, CHECK_EMPTY])
     assert [r.error_kind for r in results] == ["no_image", None, "no_image", None, None]

@@ -11,7 +11,14 @@ from mathjax_vl.data.importers import mathverse_choices
 from mathjax_vl.eval import metrics
 from mathjax_vl.eval.benchmarks import mathvista_query, mathvista_row
 from mathjax_vl.eval.matching import answers_match
-from mathjax_vl.eval.mathv import mathv_equal, mathv_extract, mathv_judge, mathv_report, mathv_row
+from mathjax_vl.eval.mathv import (
+    mathv_equal,
+    mathv_extract,
+    mathv_judge,
+    mathv_report,
+    mathv_result_strings,
+    mathv_row,
+)
 from mathjax_vl.eval.scoring import score_item
 
 SLICE = json.loads((Path(__file__).parent / "data" / "evaldev_slice.json").read_text())
@@ -91,9 +98,9 @@ def test_mathv_official_degree_error_is_not_imitated():
 
 def test_mathv_report_keys_and_counts():
     report = mathv_report([("algebra", 1, True), ("algebra", 2, False), ("logic", 1, True)])
-    assert report["-all"] == {"correct": 2, "total": 3, "accuracy": 66.67}
+    assert report["-all"] == {"correct": 2, "total": 3, "accuracy": 2 / 3}
     assert report["algebra_level1"]["total"] == 1 and report["-level1_logic"]["correct"] == 1
-    assert report["-level1"] == {"correct": 2, "total": 2, "accuracy": 100.0}
+    assert mathv_result_strings(report)["-level1"] == "2/2=100.0%"
 
 
 def test_mathverse_choice_variants_and_empty_options():
@@ -159,3 +166,52 @@ def test_mathverse_and_wemath_breakdowns_by_hand():
     assert steps["one_step_s1"] == {"accuracy": 0.8, "correct": 4, "total": 5}
     assert steps["two_step_s2"]["accuracy"] == 1.0 and steps["three_step_s3"]["accuracy"] == 0.0
     assert steps["per_domain"] == {"D1": (1.0 + 0.5) / 2, "D2": 1.0}
+
+
+REPORTS = Path(__file__).parent / "data" / "official_reports"
+
+
+def test_mathvista_breakdown_equals_the_official_scores_file():
+    """Our rows on the official per-item verdicts equal results/claude/scores_claude.json (the
+    official calculate_score output) in every key, value, count and 2-decimal accuracy."""
+    from mathjax_vl.eval.scoring import ScoredItem, summarize
+
+    rows = json.loads((REPORTS / "mathvista_claude_verdicts.json").read_text())
+    official = json.loads((REPORTS / "mathvista_scores_claude.json").read_text())
+    items = []
+    for pid, row in rows.items():
+        problem = mathvista_row(row, ("verdicts", pid), None)
+        items.append(
+            ScoredItem(pid, "", problem.answer, "", None, "official", row["true_false"],
+                       dict(problem.metadata))
+        )  # fmt: skip
+    summary = summarize(items, "mathvista")
+    assert summary["accuracy"] == pytest.approx(float(official["average"]["accuracy"]))
+    ours = summary["breakdown"]
+    assert set(ours) == set(official) - {"average"}
+    for key, table in official.items():
+        if key == "average":
+            continue
+        assert set(ours[key]) == set(table), key
+        for value, cell in table.items():
+            mine = ours[key][value]
+            assert (mine["correct"], mine["total"]) == (cell["correct"], cell["total"]), value
+            assert f"{100 * mine['accuracy']:.2f}" == cell["accuracy"], value
+
+
+def test_mathv_report_equals_the_official_result_file():
+    """Our MATH-V breakdown on the official verdicts equals Qwen-VL-Max-CoT_result.json."""
+    rows = json.loads((REPORTS / "mathv_qwen_verdicts.json").read_text())
+    official = json.loads((REPORTS / "mathv_Qwen-VL-Max-CoT_result.json").read_text())
+    report = mathv_report([(subject, level, correct) for _, subject, level, correct in rows])
+    assert mathv_result_strings(report) == official
+
+
+def test_report_markdown_has_the_breakdown_rows(tmp_path):
+    from mathjax_vl.eval.report import markdown_table
+    from mathjax_vl.eval.scoring import score_all, summarize
+
+    problems = [mathv_row(r, ("slice", r["id"]), None) for r in SLICE["mathv_test"][:6]]
+    items = score_all(problems, ["The answer is \\boxed{A}"] * 6, "mathv")
+    text = markdown_table(summarize(items, "mathv"))
+    assert "| -all |" in text and "### breakdown" in text

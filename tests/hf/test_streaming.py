@@ -219,3 +219,40 @@ def test_dtype_the_model_cannot_take_names_file_and_tensor(bf16_src, tmp_path, c
     err = _one_error_line(capsys)
     assert shard in err and repr(key) in err and "I32" in err, err
     assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "kind,hf_shape,ours",
+    [
+        ("linear", (12, 5), (5, 3, 4)),  # q_proj: [H*Dh, D] -> [D, H, Dh]
+        ("linear", (5, 12), (3, 4, 5)),  # o_proj: [D, H*Dh] -> [H, Dh, D]
+        ("linear", (7, 6), (6, 7)),
+        ("copy", (12,), (3, 4)),
+        ("copy", (6, 7), (6, 7)),
+        ("conv", (6, 3, 2, 2), (12, 6)),
+    ],
+)
+def test_region_reads_match_whole_conversion(kind, hf_shape, ours):
+    """Every region of our layout, read through HFLayout, equals the slice of the whole-tensor
+    conversion (leaves._to_ours), from one read of the HF tensor."""
+    from mathjax_vl.hf.leaves import _to_ours
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(hf_shape).astype(np.float32)
+    whole = _to_ours(w, kind, ours)
+    layout = streaming.HFLayout(kind, hf_shape, ours)
+    for _ in range(40):
+        region = []
+        for n in ours:
+            a = int(rng.integers(0, n))
+            region.append(slice(a, int(rng.integers(a + 1, n + 1))))
+        region = tuple(region)
+        seen: list = []
+
+        def read_hf(idx, seen=seen):
+            seen.append(idx)
+            return w[idx] if idx is not None else w
+
+        got = layout.read(read_hf, streaming.normalize(region, ours))
+        np.testing.assert_array_equal(got, whole[region])
+        assert len(seen) == 1  # one read of the HF tensor's bounding box

@@ -102,3 +102,33 @@ def test_fsdp8_load_reads_only_device_regions_and_equals_unsharded(hf_dir, form,
     np.testing.assert_array_equal(
         q[0].reshape(q.shape[1], -1), sd["model.layers.0.self_attn.q_proj.weight"].T
     )
+
+
+def test_trained_float32_master_exports_in_source_dtype(hf_dir, tmp_path, capsys):
+    """A run started from the bf16 dir trains float32 params; export-hf --train-dir writes the
+    source's bf16 (one-line notice) unless --dtype says otherwise."""
+    from safetensors.numpy import load_file
+
+    from mathjax_vl.cli.main import main
+
+    overrides = ["--config.train.num_steps=1", "--config.train.global_batch_size=2"]
+    overrides += ["--config.mesh.num_devices=1", "--config.checkpoint.async_save=False"]
+    overrides += ["--config.metrics.tensorboard=False", "--config.checkpoint.interval=1"]
+    config = load_config(CONFIG, overrides)
+    config.init.hf_dir = hf_dir
+    run = tmp_path / "run"
+    result = Trainer(config, run).run()
+    assert result["status"] == "completed"
+    trained = traverse_util.flatten_dict(jax.device_get(result["state"].params()), sep="/")
+    assert trained["embed_tokens/embedding"].dtype == np.float32
+    capsys.readouterr()
+    assert main(["export-hf", "--train-dir", str(run), "--out", str(tmp_path / "hf")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    notices = [line for line in err if line.startswith("export-hf:")]
+    assert len(notices) == 1 and "float32" in notices[0] and "bfloat16" in notices[0], err
+    out = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    assert out["model.embed_tokens.weight"].dtype.name == "bfloat16"
+    want = trained["embed_tokens/embedding"].astype(out["model.embed_tokens.weight"].dtype)
+    np.testing.assert_array_equal(out["model.embed_tokens.weight"], want)
+    model = transformers.Qwen2ForCausalLM.from_pretrained(str(tmp_path / "hf"))
+    assert next(model.parameters()).dtype == torch.bfloat16

@@ -5,8 +5,23 @@ r"""`mathjax-vl codify`: MathCoder-VL's model-in-the-loop step over a folder of 
 
 An image-to-code model (prompt: mathjax_vl.datagen.codify.PYTHON_PROMPT after the image) writes a
 program for every PNG in --images (sorted by name); each program runs in the sandbox
-(mathjax_vl.datagen.sandbox: time, memory and file limits, refused side effects); programs whose
-render matches the input figure (ink F-score >= --threshold) become ImageCode records written with
+(mathjax_vl.datagen.sandbox), which guarantees:
+  - isolation: its own process, forked fresh for that program, inside new user, PID, network,
+    mount and IPC namespaces (bubblewrap, else util-linux unshare); it sees read-only only the
+    interpreter, its packages, the fonts and mathjax_vl/, plus a private tmpfs working dir; no
+    network, none of your environment variables, no capabilities. If the namespaces cannot be
+    created the command fails (exit 2) instead of running unisolated; --unsafe-no-isolation
+    runs without them, with a warning (your files and environment are then readable);
+  - limits: --timeout CPU seconds (and a wall-clock limit), 2 GB address space, file size,
+    open files and processes; every process it starts is killed when it ends;
+  - refusals: fork/exec/sockets/ptrace kill it (seccomp); writes outside its dir, reads outside
+    the files above, dir_fd tricks, ctypes and gc/frame hacks end it (audit hook). Such a
+    program's outcome is `forbidden`; it is never kept;
+  - data only: its render comes back as PNG bytes + JSON that this process validates; nothing
+    it sends is unpickled or executed here.
+Not covered: kernel exploits (the namespaces share the host kernel).
+Programs whose render matches the input figure (ink F-score >= --threshold) become ImageCode
+records written with
 mathjax_vl.data.storage.write_dataset to --out (dataset name --name, split train). Every figure's
 outcome (kept / below_threshold / timeout / syntax / exception / ...) goes to
 --out/outcomes.jsonl and the counts are printed; a run where nothing passes writes no dataset and
@@ -38,7 +53,13 @@ def register(subparsers) -> None:
     p.add_argument("--name", default="codified", help="dataset name (lower-case identifier)")
     p.add_argument("--threshold", type=float, default=0.8, help="minimum render similarity")
     p.add_argument("--workers", type=int, default=1, help="sandbox worker processes")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per program")
+    p.add_argument("--timeout", type=float, default=10.0, help="CPU seconds per program")
+    p.add_argument(
+        "--unsafe-no-isolation",
+        action="store_true",
+        help="run the model's programs WITHOUT OS namespaces (prints a warning); only for "
+        "machines without user namespaces and programs you trust",
+    )
     add_model_arguments(p, max_new_tokens=1024)
     p.set_defaults(func=run)
 
@@ -88,7 +109,7 @@ def run(args) -> int:
     from mathjax_vl.data.records import RecordError
     from mathjax_vl.data.storage import write_dataset
     from mathjax_vl.datagen.codify import CodifyConfig, codify
-    from mathjax_vl.datagen.sandbox import FigureExecutor, SandboxConfig
+    from mathjax_vl.datagen.sandbox import FigureExecutor, IsolationError, SandboxConfig
     from mathjax_vl.eval.loading import ModelLoadError
 
     try:
@@ -100,13 +121,24 @@ def run(args) -> int:
         if os.path.exists(target):
             raise ValueError(f"{target} already exists; choose another --out or --name")
         figures = list_figures(args.images)
-        sandbox = SandboxConfig(workers=args.workers, timeout_s=args.timeout)
+        sandbox = SandboxConfig(
+            workers=args.workers,
+            timeout_s=args.timeout,
+            unsafe_no_isolation=args.unsafe_no_isolation,
+        )
+        executor = FigureExecutor(sandbox)
+        executor.start()  # before the model loads: a machine without namespaces fails fast
+    except (FileNotFoundError, ValueError, RecordError, IsolationError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
         generate = build_generate(args)
     except (FileNotFoundError, ValueError, RecordError, ModelLoadError) as err:
+        executor.close()
         print(f"error: {err}", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    with FigureExecutor(sandbox) as executor:
+    with executor:
         report = codify(
             figures,
             generate,

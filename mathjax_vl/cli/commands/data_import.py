@@ -50,6 +50,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     from mathjax_vl.data import importers, storage
     from mathjax_vl.data.bad_records import BadRecordConfig, BadRecordTracker
+    from mathjax_vl.errors import UserError
 
     tracker = BadRecordTracker(
         BadRecordConfig(
@@ -64,11 +65,11 @@ def run_import(args: argparse.Namespace) -> int:
         first = next(records)
     except StopIteration:
         tracker.finalize()
-        raise SystemExit(f"{args.src}: no usable records") from None
+        raise UserError(f"{args.src}: no usable records") from None
     name = args.name or first.kind
     final = os.path.join(args.out, name)
     if os.path.exists(final):
-        raise SystemExit(f"{final} already exists; choose another --out or --name")
+        raise UserError(f"{final} already exists; choose another --out or --name")
     # Write beside the destination and move it into place only once the bad-record bound holds,
     # so a failed import leaves no dataset that looks complete.
     os.makedirs(args.out, exist_ok=True)

@@ -3,6 +3,7 @@ r"""`mathjax-vl datagen`: generate a verified dataset of math figures and proble
     mathjax-vl datagen --recipe {puma_pairs,mathverse_eval,captions,instruct,image_code} \
         --n N --seed S --workers W --out DIR [--preview FILE.png] [--split SPLIT] \
         [--families plane_geometry,functions] [--timeout-s 10 (CPU s)] [--memory-limit-gb 2]
+        [--unsafe-no-isolation]
         [--runner beam [--beam-runner DirectRunner] [--beam-options "--project=p ..."]
          [--beam-item-factor 1.25] [--beam-item-slack 32] [--beam-items-per-task 16W]]
 
@@ -17,6 +18,11 @@ for any --workers. Evaluation recipes default to the `test` split, whose problem
 cluster (--beam-runner DataflowRunner --beam-options "--project=P --region=R
 --temp_location=gs://B/tmp"). Same dataset for the same --seed and --n; --workers is then the
 sandbox pool size per DoFn instance.
+
+Every figure program is rendered in the OS sandbox (mathjax_vl/datagen/sandbox.py: its own
+process in user/PID/network/mount/IPC namespaces, read-only interpreter and fonts, no network,
+empty environment, rlimits, seccomp; results come back as data only). If the namespaces cannot be
+created, the command fails (exit 2); --unsafe-no-isolation runs without them, with a warning.
 """
 
 from __future__ import annotations
@@ -49,6 +55,11 @@ def register(subparsers) -> None:
     p.add_argument("--timeout-s", type=float, default=10.0, help="CPU seconds per figure program")
     p.add_argument("--memory-limit-gb", type=float, default=2.0, help="per worker address space")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--unsafe-no-isolation",
+        action="store_true",
+        help="render figure programs WITHOUT OS namespaces (prints a warning)",
+    )
     p.add_argument(
         "--runner", choices=("local", "beam"), default="local", help="local process pool or Beam"
     )
@@ -97,9 +108,18 @@ def run(args: argparse.Namespace) -> int:
             SandboxConfig(),
             timeout_s=args.timeout_s,
             memory_limit_bytes=int(args.memory_limit_gb * 1024**3),
+            unsafe_no_isolation=args.unsafe_no_isolation,
         ),
         progress=not args.no_progress,
     )
+    if not args.unsafe_no_isolation:
+        from mathjax_vl.datagen.isolation import IsolationError, resolve_mode
+
+        try:  # fail before any work on a machine without namespaces
+            resolve_mode(config.sandbox.isolation)
+        except IsolationError as exc:
+            print(f"datagen: {exc}", file=sys.stderr)
+            return 2
     if args.runner == "beam":
         return _run_beam(args, config)
     start = time.perf_counter()

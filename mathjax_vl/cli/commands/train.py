@@ -1,7 +1,11 @@
 """`mathjax-vl train --config configs/x.py[:arg] --workdir DIR [--config.key=value ...]`.
 
 Runs (or resumes) one stage with the one trainer. Exit status: 0 when the run finished or was
-preempted (SIGTERM: a checkpoint was saved), 3 when a non-finite loss/gradient stopped it.
+preempted (SIGTERM: a checkpoint was saved); 2 on bad input (a one-line message naming the file,
+key or value; --log-level DEBUG adds the traceback), e.g. a config whose model differs from the
+run already in --workdir, or a --workdir another trainer holds; 3 when a non-finite
+loss/gradient stopped it; 4 when another process of a multi-process run died (restart them all
+to resume from the last complete checkpoint).
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
             overrides.append(arg)
         elif arg.startswith("--config."):
             if i + 1 >= len(argv):
-                raise SystemExit(f"override {arg} has no value")
+                print(f"error: override {arg} has no value (expected {arg}=VALUE)", file=sys.stderr)
+                raise SystemExit(2)
             overrides.append(f"{arg}={argv[i + 1]}")
             i += 1
         else:
@@ -68,7 +73,7 @@ def run(args) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from mathjax_vl.train import guards
+    from mathjax_vl.train import guards, peer_watch
     from mathjax_vl.train.config_loader import load_config
     from mathjax_vl.train.trainer import Trainer
 
@@ -78,8 +83,16 @@ def run(args) -> int:
     except guards.NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
+    except peer_watch.PeerLostError as err:  # exits at once: no shutdown barrier with the dead
+        if args.log_level == "DEBUG":
+            import traceback
+
+            traceback.print_exc()
+        peer_watch.exit_now(str(err))
     print(
         f"{summary['status']} at step {summary['step']}; last checkpoint: "
-        f"{summary['last_checkpoint']}; skipped steps: {summary['skipped_steps']}"
+        f"{summary['last_checkpoint']}; skipped steps: {summary['skipped_steps']}; "
+        f"useful tokens: {summary['useful_tokens']} of {summary['computed_tokens']} computed "
+        f"({summary['useful_fraction']:.3f})"
     )
     return 0

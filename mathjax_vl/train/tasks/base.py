@@ -74,6 +74,13 @@ class Task(abc.ABC):
             return int(np.asarray(batch["input_ids"]).size)
         return 0
 
+    def computed_tokens(self, batch: dict[str, np.ndarray]) -> int:
+        """Token slots the step computes (padding included); count_tokens / this is the
+        useful-token fraction the trainer reports."""
+        if "input_ids" in batch:
+            return int(np.asarray(batch["input_ids"]).size)
+        return 0
+
     def batch_axes(self) -> dict[str, tuple[str | None, ...]] | None:
         """Optional logical names per batch key; default: batch-major, the rest replicated."""
         return None

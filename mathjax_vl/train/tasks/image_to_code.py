@@ -22,6 +22,8 @@ class ImageToCode(MultimodalSFT):
             rng, self.seq_len, cfg.text.vocab_size, cfg.image_token_id, cfg.image_seq_length, 1
         )
         row.update(vlm_common.synthetic_images(rng, self.max_images, cfg.vision.image_size, 1))
+        if self.packed:  # one example per synthetic row
+            row["segment_ids"] = row["attention_mask"].copy()
         return row
 
     def loss(self, params, batch, rng, normalizers=None):

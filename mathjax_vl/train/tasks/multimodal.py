@@ -24,6 +24,9 @@ class MultimodalSFT(Task):
         self.model = VLM(self.vlm_cfg)
         self.seq_len = int(config.data.seq_len)
         self.max_images = int(config.data.get("max_images", 1))
+        # layout="packing": several examples per row, segment ids keep attention (and, through
+        # the first-label rule of the packer, the loss) inside each example.
+        self.packed = config.data.get("layout", "bucketed") == "packing"
 
     def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
         v = self.vlm_cfg.vision
@@ -33,6 +36,7 @@ class MultimodalSFT(Task):
             "labels": jax.ShapeDtypeStruct(tok, jnp.int32),
             "attention_mask": jax.ShapeDtypeStruct(tok, jnp.int32),
             "positions": jax.ShapeDtypeStruct(tok, jnp.int32),
+            **({"segment_ids": jax.ShapeDtypeStruct(tok, jnp.int32)} if self.packed else {}),
             "pixel_values": jax.ShapeDtypeStruct(
                 (batch_size, self.max_images, v.image_size, v.image_size, v.num_channels),
                 jnp.float32,
@@ -83,6 +87,8 @@ class MultimodalSFT(Task):
                 rng, self.max_images, self.vlm_cfg.vision.image_size, n_real
             )
         )
+        if self.packed:  # one example per synthetic row
+            row["segment_ids"] = row["attention_mask"].copy()
         return row
 
     def model_flops_per_example(self) -> float:

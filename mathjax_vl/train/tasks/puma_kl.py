@@ -29,6 +29,7 @@ class PumaKL(Task):
         self.seq_len = self.base.seq_len
         self.max_images = self.base.max_images
         self.num_response = int(config.data.get("response_len", self.seq_len // 2))
+        self.packed = self.base.packed  # both sides packed in lockstep, R slots per row
 
     def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
         side = self.base.batch_spec(batch_size)
@@ -49,12 +50,23 @@ class PumaKL(Task):
             np.asarray(batch["strong_attention_mask"]).sum()
         )
 
+    def computed_tokens(self, batch) -> int:
+        return int(np.asarray(batch["weak_input_ids"]).size) + int(
+            np.asarray(batch["strong_input_ids"]).size
+        )
+
+    def num_pairs(self, batch) -> jax.Array:
+        """Pairs in the batch (the released normalisation divides by it): rows, or segments."""
+        if self.packed:
+            return jnp.max(batch["weak_segment_ids"], axis=1).sum()
+        return jnp.asarray(batch["response_labels"].shape[0])
+
     def loss_normalizers(self, batch):
-        """Aligned response tokens and sequences ("released" divides the KL by the latter)."""
-        mask = batch["response_mask"]
+        """The whole batch's aligned response tokens and pairs ("released" divides the KL by
+        the latter), for exact gradient accumulation."""
         return {
-            "tokens": jnp.sum(mask, dtype=jnp.float32),
-            "sequences": jnp.asarray(mask.shape[0], jnp.float32),
+            "tokens": jnp.sum(batch["response_mask"], dtype=jnp.float32),
+            "sequences": self.num_pairs(batch).astype(jnp.float32),
         }
 
     def loss(self, params, batch, rng, normalizers=None):
@@ -74,7 +86,7 @@ class PumaKL(Task):
             batch["response_labels"].reshape(-1),
             batch["response_mask"].reshape(-1),
             self.cfg.loss,
-            num_sequences=batch["response_labels"].shape[0]
+            num_sequences=self.num_pairs(batch)
             if normalizers is None
             else normalizers["sequences"],
             num_tokens=None if normalizers is None else normalizers["tokens"],
@@ -99,6 +111,8 @@ class PumaKL(Task):
             row["attention_mask"] = (np.arange(t) < head + r).astype(np.int32)
             row["input_ids"] = np.where(row["attention_mask"] == 1, row["input_ids"], 0)
             row.pop("labels")
+            if self.packed:  # one pair per synthetic row
+                row["segment_ids"] = row["attention_mask"].copy()
             row.update(
                 vlm_common.synthetic_images(rng, self.max_images, cfg.vision.image_size, n_img)
             )

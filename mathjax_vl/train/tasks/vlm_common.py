@@ -50,6 +50,7 @@ def vlm_hidden(model, params: Any, batch: dict, prefix: str = "") -> jax.Array:
         pixel_values=flat_images(batch[prefix + "pixel_values"], batch[prefix + "image_mask"]),
         attention_mask=batch[prefix + "attention_mask"],
         positions=batch.get(prefix + "positions"),
+        segment_ids=batch.get(prefix + "segment_ids"),
         return_logits=False,
     )
     return out.hidden_states
