@@ -1,6 +1,5 @@
 """Fused Math-PUMA objective (Eq. 1-5) against the float64 oracle and jax.grad of the naive one."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

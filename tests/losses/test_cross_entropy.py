@@ -1,6 +1,5 @@
 """Fused CE (+ z-loss) against the float64 oracle and the naive JAX version."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

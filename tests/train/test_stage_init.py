@@ -120,13 +120,15 @@ def test_init_vlm_from_two_hf_dirs(tmp_path, fresh_vlm):
         )
     pos = [k for k in got if k.startswith("vision_tower/") and k.endswith("position_embedding")]
     assert len(pos) == 1
-    np.testing.assert_array_equal(
-        np.asarray(got[pos[0]]).reshape(-1, 32),
-        vis["vision_model.embeddings.position_embedding.weight"],
-    )
-    for key in got:  # both towers come from the dirs, the projector keeps its fresh init
+    hf_pos = [k for k in vis if k.endswith("embeddings.position_embedding.weight")]
+    assert len(hf_pos) == 1, sorted(vis)[:5]
+    np.testing.assert_array_equal(np.asarray(got[pos[0]]).reshape(-1, 32), vis[hf_pos[0]])
+    for key in got:  # the projector keeps its fresh init; both towers come from the dirs
         same = np.array_equal(got[key], fresh_vlm[key])
-        assert same == key.startswith("multi_modal_projector/"), key
+        if key.startswith("multi_modal_projector/"):
+            assert same, key
+        else:  # equal to the fresh init only where both inits are one constant (norm scale 1)
+            assert not same or np.all(got[key] == np.ravel(got[key])[0]), key
 
 
 def test_hf_dir_lists():
