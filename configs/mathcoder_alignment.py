@@ -1,6 +1,6 @@
 """MathCoder-VL stage 1: cross-modal alignment of the VLM on image-code pairs (ImgCode-style data
 from the FigCodifier loop), vision tower + projector + LLM trained on image -> code.
-Arg: `1.5b` (default), `7b`, `tiny`.
+Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
     mathjax-vl train --config configs/mathcoder_alignment.py:1.5b --workdir /runs/mathcoder1 \
         --config.data.dataset=/data/codified/image_code/1.0.0 \
@@ -12,10 +12,10 @@ from mathjax_vl.train.config_base import base_config
 
 
 def get_config(arg: str = "1.5b"):
-    size = arg or "1.5b"
+    size, llm = presets.parse_arg(arg)
     c = base_config()
     c.task.name = "image_to_code"
-    presets.vlm(c, size, presets.siglip_so400m(size), "mlp")
+    presets.vlm(c, size, presets.siglip_so400m(size), "mlp", llm=llm)
     presets.data_defaults(c, size, "image_code", seq_len=4096)
     c.optim.trainable = [".*"]
     c.train.global_batch_size = 8 if size == "tiny" else 512

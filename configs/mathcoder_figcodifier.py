@@ -8,7 +8,7 @@ Python program that draws it). Then the model-in-the-loop step grows the data:
     mathjax-vl codify --model /runs/figcodifier --train-config configs/mathcoder_figcodifier.py:1.5b \
         --images /figures --out /data/codified --threshold 0.8
 
-Arg: `1.5b` (default), `7b`, `tiny`.
+Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 """
 
 from mathjax_vl.recipes import presets
@@ -16,10 +16,10 @@ from mathjax_vl.train.config_base import base_config
 
 
 def get_config(arg: str = "1.5b"):
-    size = arg or "1.5b"
+    size, llm = presets.parse_arg(arg)
     c = base_config()
     c.task.name = "image_to_code"
-    presets.vlm(c, size, presets.siglip_so400m(size), "mlp")
+    presets.vlm(c, size, presets.siglip_so400m(size), "mlp", llm=llm)
     presets.data_defaults(c, size, "image_code", seq_len=4096)
     c.optim.trainable = [".*"]
     c.train.global_batch_size = 8 if size == "tiny" else 256

@@ -1,5 +1,5 @@
 """MathCoder-VL stage 2: math instruction tuning (MM-MathInstruct-style conversations) of the
-aligned VLM. Arg: `1.5b` (default), `7b`, `tiny`.
+aligned VLM. Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
     mathjax-vl data import /data/MM-MathInstruct --format mminstruct --out /data/mminstruct
     mathjax-vl train --config configs/mathcoder_instruct.py:1.5b --workdir /runs/mathcoder2 \
@@ -13,10 +13,10 @@ from mathjax_vl.train.config_base import base_config
 
 
 def get_config(arg: str = "1.5b"):
-    size = arg or "1.5b"
+    size, llm = presets.parse_arg(arg)
     c = base_config()
     c.task.name = "sft"
-    presets.vlm(c, size, presets.siglip_so400m(size), "mlp")
+    presets.vlm(c, size, presets.siglip_so400m(size), "mlp", llm=llm)
     presets.data_defaults(c, size, "multimodal_sft")
     c.optim.trainable = [".*"]
     c.train.global_batch_size = 8 if size == "tiny" else 256

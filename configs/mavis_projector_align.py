@@ -1,7 +1,7 @@
 """MAVIS stage 2: projector alignment. The CLIP-Math tower (from configs/mavis_clip_math.py) is
 plugged into the VLM under `vision_tower/`; only the MLP projector trains, on diagram-caption
 conversations (a multimodal conversation dataset: "describe the diagram" -> caption).
-Arg: `1.5b` (default), `7b`, `tiny`.
+Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
     mathjax-vl train --config configs/mavis_projector_align.py:1.5b --workdir /runs/mavis2 \
         --config.data.dataset=/data/caption_conversations/1.0.0 \
@@ -16,10 +16,10 @@ from mathjax_vl.train.config_base import base_config
 
 
 def get_config(arg: str = "1.5b"):
-    size = arg or "1.5b"
+    size, llm = presets.parse_arg(arg)
     c = base_config()
     c.task.name = "sft"
-    presets.vlm(c, size, presets.clip_vit_l14(size), "mlp")
+    presets.vlm(c, size, presets.clip_vit_l14(size), "mlp", llm=llm)
     presets.data_defaults(c, size, "multimodal_sft")
     c.optim.trainable = ["^multi_modal_projector/"]
     c.train.global_batch_size = 8 if size == "tiny" else 256

@@ -1,6 +1,7 @@
 """Math-PUMA stage 1: text-math SFT of the LLM (Qwen2), before any image is seen.
 
-Arg: model size, `1.5b` (default), `7b` or `tiny` (CPU). Paper: LR 3e-5, batch 256, 1 epoch,
+Arg: `SIZE[,LLM]`, SIZE `1.5b` (default), `7b` or `tiny` (CPU), LLM qwen2 (default), qwen3, llama
+or mistral. Paper: LR 3e-5, batch 256, 1 epoch,
 AdamW (0.9, 0.999), weight decay 0.1, cosine with 2% warmup, max length 2048.
 
     mathjax-vl import-hf /models/Qwen2-1.5B-Instruct /ckpt/qwen2_1p5b
@@ -17,11 +18,11 @@ from mathjax_vl.train.config_base import base_config
 
 
 def get_config(arg: str = "1.5b"):
-    size = arg or "1.5b"
+    size, llm = presets.parse_arg(arg)
     c = base_config()
     c.task.name = "sft"
-    c.model.kind = "qwen2"
-    c.model.decoder = ml_collections.ConfigDict(presets.qwen2(size))
+    c.model.kind = llm
+    c.model.decoder = ml_collections.ConfigDict(presets.decoder(llm, size))
     presets.data_defaults(c, size, "text_sft")
     c.train.global_batch_size = 8 if size == "tiny" else 256
     c.train.num_steps = 100 if size == "tiny" else 2000

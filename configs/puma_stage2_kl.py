@@ -3,7 +3,7 @@
 Vision tower and projector are trained, the LLM is frozen (REFERENCE.md section 2); loss =
 lambda * (alpha * FKL + (1 - alpha) * RKL) * tau^2 + (1 - lambda) * CE with the paper's alpha 0.2,
 tau 1, lambda 0.1 (the released code used alpha 0.5: --config.loss.alpha=0.5), fused so the
-[tokens, vocab] logits are never held. Arg: `1.5b` (default), `7b`, `tiny`.
+[tokens, vocab] logits are never held. Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
     mathjax-vl datagen --recipe puma_pairs --n 120000 --workers 64 --out /data
     mathjax-vl train --config configs/puma_stage2_kl.py:1.5b --workdir /runs/puma2 \
@@ -19,10 +19,10 @@ from mathjax_vl.train.config_base import base_config
 
 
 def get_config(arg: str = "1.5b"):
-    size = arg or "1.5b"
+    size, llm = presets.parse_arg(arg)
     c = base_config()
     c.task.name = "puma_kl"
-    presets.vlm(c, size, presets.siglip_so400m(size), "swiglu")
+    presets.vlm(c, size, presets.siglip_so400m(size), "swiglu", llm=llm)
     presets.data_defaults(c, size, "puma_pair")
     c.data.response_len = 384 if size == "tiny" else 512
     c.loss.update(alpha=0.2, lam=0.1, tau=1.0, normalization="token_mean", strong_grad=False)

@@ -1,6 +1,6 @@
 """Math-PUMA stage 3: multimodal instruction tuning of the whole VLM (LR 3e-5, batch 256).
 
-Arg: `1.5b` (default), `7b`, `tiny`.
+Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
     mathjax-vl datagen --recipe instruct --n 200000 --workers 64 --out /data
     mathjax-vl train --config configs/puma_stage3_instruct.py:1.5b --workdir /runs/puma3 \
@@ -17,10 +17,10 @@ from mathjax_vl.train.config_base import base_config
 
 
 def get_config(arg: str = "1.5b"):
-    size = arg or "1.5b"
+    size, llm = presets.parse_arg(arg)
     c = base_config()
     c.task.name = "sft"
-    presets.vlm(c, size, presets.siglip_so400m(size), "swiglu")
+    presets.vlm(c, size, presets.siglip_so400m(size), "swiglu", llm=llm)
     presets.data_defaults(c, size, "multimodal_sft")
     c.optim.trainable = [".*"]
     c.train.global_batch_size = 8 if size == "tiny" else 256

@@ -110,11 +110,15 @@ class ImageProcessingConfig:
         """The processing a vision tower config expects: its resolution and mean/std, with
         SigLIP's squash resize or CLIP's shortest-edge resize + centre crop. Training and
         evaluation both use this, so a model is evaluated on the pixels it was trained on."""
-        siglip = type(vision).__name__.lower().startswith("siglip")
+        from mathjax_vl.models import registry
+
+        spec = registry.spec_of(vision)
+        if spec.resize_mode is None:
+            raise ValueError(f"{spec.kind} ({spec.role}) declares no image preprocessing")
         return cls(
             height=vision.image_size,
             width=vision.image_size,
-            resize_mode="squash" if siglip else "shortest_edge_crop",
+            resize_mode=spec.resize_mode,
             mean=tuple(vision.image_mean),
             std=tuple(vision.image_std),
             **kwargs,

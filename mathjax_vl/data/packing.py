@@ -27,7 +27,7 @@ from typing import Any
 import grain
 import numpy as np
 
-IGNORE_INDEX = -100
+from mathjax_vl.losses.constants import IGNORE_INDEX
 
 
 def bucket_length(length: int, buckets: Sequence[int]) -> int:

@@ -34,8 +34,7 @@ import numpy as np
 from mathjax_vl.data import chat_template as templates
 from mathjax_vl.data.records import IMAGE_PLACEHOLDER, RecordError
 from mathjax_vl.errors import UserError
-
-IGNORE_INDEX = -100
+from mathjax_vl.losses.constants import IGNORE_INDEX
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ from mathjax_vl.decoding.generate import (
     decode_loop,
     decode_step,
     generate,
+    generate_vlm,
     prefill,
     to_left_padding,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "decode_loop",
     "decode_step",
     "generate",
+    "generate_vlm",
     "prefill",
     "sample_token",
     "to_left_padding",

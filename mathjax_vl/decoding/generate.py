@@ -11,7 +11,7 @@ first); the decode loop only ever feeds token ids. Compilation: `prefill` once p
 lax.while_loop, never per token.
 
     from mathjax_vl.decoding import SamplingConfig, generate
-    out = generate(Qwen2(cfg), params, input_ids, attention_mask,
+    out = generate(registry.build(cfg), params, input_ids, attention_mask,   # any decoder kind
                    sampling=SamplingConfig(max_new_tokens=32, stop_tokens=(eos,), pad_token=pad))
     out.tokens   # [B, max_new_tokens] generated ids, pad_token after a row's stop token
     out.lengths  # [B] generated tokens per row (stop token included)
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mathjax_vl.decoding.sampling import SamplingConfig, sample_token
-from mathjax_vl.models.qwen2 import KVCache, Qwen2, init_cache
+from mathjax_vl.models.decoder import Decoder, KVCache, init_cache
 
 Array = jax.Array
 
@@ -83,7 +83,7 @@ def to_left_padding(
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def prefill(
-    model: Qwen2,
+    model: Decoder,
     params: Any,
     input_ids: Array | None,
     inputs_embeds: Array | None,
@@ -105,13 +105,13 @@ def prefill(
         cache=cache,
         return_logits=False,
     )
-    last = model.apply({"params": params}, out.hidden_states[:, -1:], method=Qwen2.logits)
+    last = model.apply({"params": params}, out.hidden_states[:, -1:], method=Decoder.logits)
     next_pos = jnp.sum(attention_mask, axis=-1).astype(jnp.int32)
     return last[:, 0].astype(jnp.float32), out.cache, next_pos
 
 
 def decode_step(
-    model: Qwen2, params: Any, token: Array, position: Array, cache: KVCache
+    model: Decoder, params: Any, token: Array, position: Array, cache: KVCache
 ) -> tuple[Array, KVCache]:
     """One token per row: token [B], position [B] -> (logits [B, V] float32, cache)."""
     b = token.shape[0]
@@ -127,7 +127,7 @@ def decode_step(
 
 @functools.partial(jax.jit, static_argnames=("model", "sampling"))
 def decode_loop(
-    model: Qwen2,
+    model: Decoder,
     params: Any,
     sampling: SamplingConfig,
     logits: Array,
@@ -175,7 +175,7 @@ def decode_loop(
 
 
 def generate(
-    model: Qwen2,
+    model: Decoder,
     params: Any,
     input_ids: Any = None,
     attention_mask: Any = None,
@@ -220,3 +220,44 @@ def generate(
         cache,
     )
     return decode_loop(model, params, sampling, logits, cache, next_pos, rng)
+
+
+def generate_vlm(
+    cfg: Any,
+    params: Any,
+    input_ids: Any,
+    attention_mask: Any = None,
+    pixel_values: Any = None,
+    sampling: SamplingConfig | None = None,
+    rng: Array | None = None,
+) -> GenerateOutput:
+    """Generation with images: the VLM builds the prompt embeddings (image features scattered
+    in), then the decoder (any registered kind) is prefilled from them and decodes token ids.
+
+    cfg: a VLMConfig; input_ids [B, T] (left- or right-padded), pixel_values [N, H, W, C] or None.
+    """
+    from mathjax_vl.models import registry
+    from mathjax_vl.models.vlm import check_image_tokens
+
+    params = nn.meta.unbox(params)
+    params = params.get("params", params)
+    ids = jnp.asarray(input_ids, jnp.int32)
+    if pixel_values is not None:
+        check_image_tokens(input_ids, np.shape(pixel_values)[0], cfg)
+        pixel_values = jnp.asarray(pixel_values)
+    embeds = _embed_jit(cfg, params, ids, pixel_values)
+    return generate(
+        registry.build(cfg.text),
+        params["language_model"],
+        inputs_embeds=embeds,
+        attention_mask=attention_mask,
+        sampling=sampling,
+        rng=rng,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _embed_jit(cfg: Any, params: Any, input_ids: Array, pixel_values: Array | None) -> Array:
+    from mathjax_vl.models.vlm import VLM
+
+    return VLM(cfg).apply({"params": params}, input_ids, pixel_values, method=VLM.embed)

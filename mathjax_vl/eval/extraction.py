@@ -290,6 +290,35 @@ def _quoted_option(span: str, choices: Sequence[str]) -> str | None:
     return best[1] if best else None
 
 
+# Words an option is often paraphrased with, mapped to one canonical word ("f'(2) is less than
+# f'(5)" answers the option "smaller than").
+_SYNONYMS = {
+    "less": "smaller", "fewer": "smaller", "lower": "smaller", "shorter": "smaller",
+    "smallest": "smallest", "least": "smallest", "lowest": "smallest", "fewest": "smallest",
+    "greater": "larger", "bigger": "larger", "higher": "larger", "more": "larger",
+    "taller": "larger", "longer": "larger", "largest": "largest", "greatest": "largest",
+    "biggest": "largest", "highest": "largest", "most": "largest", "same": "equal",
+    "equals": "equal", "identical": "equal", "increases": "increase", "increasing": "increase",
+    "decreases": "decrease", "decreasing": "decrease", "grows": "increase", "rises": "increase",
+    "falls": "decrease", "drops": "decrease", "rise": "increase", "grow": "increase",
+    "fall": "decrease", "drop": "decrease", "up": "increase", "down": "decrease",
+}  # fmt: skip
+
+
+def _canonical_words(text: str) -> str:
+    words = re.findall(r"[\w.%°√/+-]+", text.lower())
+    return " ".join(_SYNONYMS.get(w, w) for w in words)
+
+
+def _paraphrased_option(sentence: str, choices: Sequence[str]) -> str | None:
+    """The option quoted in `sentence` once both are put in canonical words (synonyms), when
+    exactly one option matches that way."""
+    canonical = [_canonical_words(_option_body(c)) for c in choices]
+    if len(set(canonical)) < len(canonical):
+        return None
+    return _quoted_option(_canonical_words(sentence), canonical)
+
+
 def _is_yes_no(choices: Sequence[str]) -> bool:
     return sorted(_fold(_option_body(c)) for c in choices) == ["no", "yes"]
 
@@ -372,6 +401,10 @@ def _extract_choice(response: str, choices: Sequence[str]) -> ExtractedAnswer:
         letter = _quoted_option(sentence, choices)
         if letter is not None:
             return ExtractedAnswer(letter, "option_mention")
+    for sentence in reversed(sentences[-2:]):
+        letter = None if _REFUSAL_RE.search(sentence) else _paraphrased_option(sentence, choices)
+        if letter is not None:
+            return ExtractedAnswer(letter, "paraphrase")
     if _is_yes_no(choices) and sentences:
         for sentence in (sentences[-1], sentences[0]):
             letter = _implied_yes_no(sentence, choices)
@@ -429,11 +462,15 @@ def _extract_free(response: str, answer_type: str | None) -> ExtractedAnswer:
         return ExtractedAnswer(None, "none")
     if not numeric:
         return _free_text_answer(response)
+    sentences = _sentences(response)
     if answer_type == "list":
         lists = re.findall(r"\[[^\[\]]*\]", response)
         if lists:
             return ExtractedAnswer(lists[-1], "last_number")
-    sentences = _sentences(response)
+        for sentence in reversed(sentences[-3:]):  # "between 2007 and 2008" -> [2007, 2008]
+            numbers = numbers_in(sentence)
+            if len(numbers) > 1:
+                return ExtractedAnswer("[" + ", ".join(numbers) + "]", "last_sentence")
     # The last sentence that states a number commits to it; within that sentence the stated
     # result comes first ("There are 2 items sold less than 5 units" commits to 2, not 5).
     for sentence in reversed(sentences[-4:]):

@@ -18,7 +18,7 @@ sits in the same cache slot, so one decode step serves the whole batch) to a mul
 compiles a handful of shapes. Positions follow HF generate (`cumsum(mask) - 1`), so greedy output
 equals `transformers`' token for token.
 
-Decoding is mathjax_vl.decoding's (through models.vlm.generate_vlm for a VLM): the VLM embeds the
+Decoding is mathjax_vl.decoding's (through decoding.generate_vlm for a VLM): the VLM embeds the
 prompt with image features scattered in, the decoder prefills its KV cache from those embeddings,
 then a jitted `lax.while_loop` of one-token steps runs until every row has produced a stop token
 or `max_new_tokens` are done. Greedy by default (deterministic); with `temperature > 0`, nucleus
@@ -144,7 +144,7 @@ class GenerationEngine:
             pad_token=self.pad_id,
         )
         self.image_token_id: int | None = None
-        if handle.kind == "vlm":
+        if handle.is_vlm:
             self.image_token_id = handle.config.image_token_id
             ids = self.tokenizer.encode(IMAGE_PLACEHOLDER, add_special_tokens=False)
             if ids != [self.image_token_id]:
@@ -199,7 +199,7 @@ class GenerationEngine:
         from mathjax_vl.data import chat_template
 
         n_images = len(request.images)
-        if n_images and self.handle.kind != "vlm":
+        if n_images and not self.handle.is_vlm:
             raise ValueError(
                 f"{request.name or 'request'} has {n_images} image(s) but model "
                 f"{self.handle.source} is a text-only decoder"
@@ -214,7 +214,7 @@ class GenerationEngine:
             self.tokenizer, self.messages(request), self.template, add_generation_prompt=True
         )
         ids = np.asarray(self.tokenizer.encode(text, add_special_tokens=False), np.int32)
-        if self.handle.kind == "vlm":
+        if self.handle.is_vlm:
             is_image = ids == self.image_token_id
             if int(is_image.sum()) != n_images:
                 raise ValueError(
@@ -285,7 +285,7 @@ class GenerationEngine:
             mask[row, length - len(prompt) :] = 1
         mask[len(prompts) :, -1] = 1  # dummy rows: one pad token, never decoded
         pixels = None
-        if self.handle.kind == "vlm" and num_images:
+        if self.handle.is_vlm and num_images:
             # Every batch of a call gets the same image count, an image-free batch dummy zeros
             # (the tower runs on them, nothing is scattered): one compiled shape, not two.
             p = self.handle.image_processing
@@ -297,19 +297,18 @@ class GenerationEngine:
 
                 check_image_tokens(ids, len(images), self.handle.config)
         rng = jax.random.fold_in(jax.random.key(cfg.seed), batch_index)
-        if self.handle.kind == "vlm":
-            from mathjax_vl.models.vlm import generate_vlm
+        if self.handle.is_vlm:
+            from mathjax_vl.decoding import generate_vlm
 
             out = generate_vlm(
                 self.handle.config, self.params, ids, mask, pixels, self.sampling, rng
             )
         else:
             from mathjax_vl.decoding import generate
-            from mathjax_vl.models.qwen2 import Qwen2
+            from mathjax_vl.models import registry
 
-            out = generate(
-                Qwen2(self.handle.config), self.params, ids, mask, sampling=self.sampling, rng=rng
-            )
+            model = registry.build(self.handle.config)
+            out = generate(model, self.params, ids, mask, sampling=self.sampling, rng=rng)
         tokens = np.asarray(out.tokens)[: len(prompts)]
         return [self._decode(row) for row in tokens]
 
@@ -322,3 +321,15 @@ class GenerationEngine:
         token_ids = tuple(int(t) for t in row[:end])
         text = self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
         return Generation(text=text, token_ids=token_ids, finish_reason=reason)
+
+
+def codify_generator(engine: GenerationEngine):
+    """The `generate(list[png]) -> list[str]` callable datagen.codify wants, from an engine (the
+    CLI's `codify` and the demo's image-to-code stage share it)."""
+    from mathjax_vl.datagen.codify import PYTHON_PROMPT
+
+    def generate(images):
+        requests = [Request(f"{IMAGE_PLACEHOLDER}\n{PYTHON_PROMPT}", (png,)) for png in images]
+        return [g.text for g in engine.generate(requests)]
+
+    return generate

@@ -5,12 +5,13 @@ parameters (unboxed arrays), the tokenizer directory and, for a VLM, how to prep
 
 Sources, told apart by what is on disk:
 - a mathjax-vl checkpoint (`mathjax_vl_model.json` + `params/`, written by `mathjax-vl import-hf`,
-  mathjax_vl.hf.registry): its Llava / Qwen2 config and params; tokenizer and
+  mathjax_vl.hf.registry): its VLM / decoder config and params; tokenizer and
   `preprocessor_config.json` from the same directory (import-hf copies them) unless given;
-- an HF directory (`config.json` with `architectures`): `LlavaForConditionalGeneration` (SigLIP or
-  CLIP + Qwen2) through mathjax_vl.hf.llava, `Qwen2ForCausalLM` through mathjax_vl.hf.qwen2; the
-  tokenizer defaults to the same directory, image preprocessing to its `preprocessor_config.json`
-  (else the tower's own resolution / mean / std);
+- an HF directory (`config.json` with `architectures`) of any registered decoder
+  (`Qwen2ForCausalLM`, `Qwen3ForCausalLM`, `LlamaForCausalLM`, `MistralForCausalLM`, ...) or a
+  `LlavaForConditionalGeneration` of any registered tower + decoder, loaded through
+  mathjax_vl.hf.registry; the tokenizer defaults to the same directory, image preprocessing to
+  its `preprocessor_config.json` (else the tower's own resolution / mean / std);
 - a training run (`<workdir>` holding `checkpoints/<step>/`, or a `checkpoints/` dir itself): the
   trainer stores the train state only (no model config), so the stage's config file must be given
   (`train_config`, the same `configs/x.py[:arg]` the run used, plus its `--config.*` overrides); the
@@ -24,12 +25,21 @@ import json
 import os
 from typing import Any
 
-HF_ARCHITECTURES = ("LlavaForConditionalGeneration", "Qwen2ForCausalLM")
+# model registry roles that generate text -> ModelHandle.kind
+GENERATOR_ROLES = {"composite": "vlm", "decoder": "decoder"}
+
+
+def generator_kind(kind: str) -> str | None:
+    """ModelHandle.kind ("vlm" / "decoder") of a registered model kind, None if it does not
+    generate text."""
+    from mathjax_vl.models import registry
+
+    return GENERATOR_ROLES.get(registry.get(kind).role)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelHandle:
-    """A loaded generator: `kind` "vlm" (VLMConfig) or "decoder" (Qwen2Config)."""
+    """A loaded generator: `kind` "vlm" (VLMConfig) or "decoder" (any decoder config)."""
 
     kind: str
     config: Any
@@ -39,8 +49,15 @@ class ModelHandle:
     source: str = ""
 
     @property
+    def is_vlm(self) -> bool:
+        """Whether the model takes images (its registry role is a composite)."""
+        from mathjax_vl.models import registry
+
+        return registry.spec_of(self.config).role == "composite"
+
+    @property
     def text_config(self) -> Any:
-        return self.config.text if self.kind == "vlm" else self.config
+        return self.config.text if self.is_vlm else self.config
 
 
 class ModelLoadError(ValueError):
@@ -64,27 +81,28 @@ def _check_tokenizer_dir(path: str, model_path: str) -> str:
     return path
 
 
+def generator_architectures() -> list[str]:
+    from mathjax_vl.hf import registry as hf_registry
+
+    return sorted(a for role in GENERATOR_ROLES for a in hf_registry.architectures(role))
+
+
 def load_hf_dir(path: str, tokenizer_dir: str | None = None, dtype: str = "float32"):
-    """An HF Llava / Qwen2 directory -> ModelHandle."""
+    """An HF directory of any registered decoder or VLM -> ModelHandle."""
     from mathjax_vl.hf import common
+    from mathjax_vl.hf import registry as hf_registry
 
     hf_cfg = common.read_config(path)
-    arch = common.check_architecture(hf_cfg, HF_ARCHITECTURES, path)
-    knobs = {"dtype": dtype, "param_dtype": dtype}
-    if arch == "LlavaForConditionalGeneration":
-        from mathjax_vl.hf.llava import load_llava
-
-        cfg, params = load_llava(path, **knobs)
-        kind, processing = "vlm", _image_processing_for(cfg, tokenizer_dir or path)
+    common.check_architecture(hf_cfg, generator_architectures(), path)
+    model_kind = hf_registry.detect_kind(path)
+    _, cfg, params = hf_registry.load_hf(path, dtype=dtype, param_dtype=dtype)
+    kind, processing = generator_kind(model_kind), None
+    if GENERATOR_ROLES["composite"] == kind:
+        processing = _image_processing_for(cfg, tokenizer_dir or path)
         if tokenizer_dir and not os.path.exists(
             os.path.join(tokenizer_dir, "preprocessor_config.json")
         ):
             processing = _image_processing_for(cfg, path)
-    else:
-        from mathjax_vl.hf.qwen2 import load_qwen2
-
-        cfg, params = load_qwen2(path, **knobs)
-        kind, processing = "decoder", None
     tok = _check_tokenizer_dir(tokenizer_dir or path, path)
     return ModelHandle(kind, cfg, params, tok, processing, source=path)
 
@@ -94,12 +112,14 @@ def load_mathjax_checkpoint(path: str, tokenizer_dir: str | None = None) -> Mode
     from mathjax_vl.hf import registry
 
     kind, cfg, params = registry.load_checkpoint(path)
-    if kind not in ("llava", "qwen2"):
+    handle_kind = generator_kind(kind)
+    if handle_kind is None:
         raise ModelLoadError(f"{path}: a {kind!r} checkpoint does not generate text")
     tok = _check_tokenizer_dir(tokenizer_dir or path, path)
-    if kind == "llava":
-        return ModelHandle("vlm", cfg, params, tok, _image_processing_for(cfg, path), path)
-    return ModelHandle("decoder", cfg, params, tok, None, source=path)
+    processing = (
+        _image_processing_for(cfg, path) if handle_kind == GENERATOR_ROLES["composite"] else None
+    )
+    return ModelHandle(handle_kind, cfg, params, tok, processing, source=path)
 
 
 def checkpoint_dir(path: str) -> str | None:
@@ -113,44 +133,23 @@ def checkpoint_dir(path: str) -> str | None:
     return None
 
 
-def model_for_config(kind: str, config: Any) -> tuple[Any, Any]:
+def model_for_config(config: Any) -> tuple[Any, Any]:
     """(model config dataclass, flax module whose params the trainer's state holds)."""
-    if kind == "vlm":
-        from mathjax_vl.models.vlm import VLM
-        from mathjax_vl.train.tasks.vlm_common import vlm_config
+    from mathjax_vl.models import build
 
-        cfg = vlm_config(config.model)
-        return cfg, VLM(cfg)
-    if kind == "dual_encoder":
-        from mathjax_vl.train.tasks.contrastive import Contrastive
-
-        task = Contrastive(config)
-        return task.clip_cfg, task.model
-    from mathjax_vl.models.qwen2 import Qwen2
-    from mathjax_vl.train.tasks.common import qwen2_config
-
-    cfg = qwen2_config(config.model.decoder)
-    return cfg, Qwen2(cfg)
+    return build.train_module(config)
 
 
-def abstract_params(kind: str, cfg: Any, module: Any) -> dict[str, Any]:
+def abstract_params(config: Any, cfg: Any, module: Any) -> dict[str, Any]:
     """Flat {path: ShapeDtypeStruct} of the params training creates (the VLM: with an image)."""
     import flax.linen as nn
     import jax
-    import jax.numpy as jnp
     from flax import traverse_util
 
-    def init():
-        ids = jnp.zeros((1, 4), jnp.int32)
-        key = jax.random.key(0)
-        if kind in ("vlm", "dual_encoder"):
-            v = cfg.vision
-            pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
-            if kind == "dual_encoder":
-                return module.init(key, pixels, ids, jnp.ones_like(ids))
-            return module.init(key, ids, pixel_values=pixels)
-        return module.init(key, ids)
+    from mathjax_vl.models import build
 
+    args, kwargs = build.train_init_inputs(config, cfg)
+    init = lambda: module.init(jax.random.key(0), *args, **kwargs)
     abstract = jax.eval_shape(lambda: nn.meta.unbox(init()))["params"]
     return traverse_util.flatten_dict(abstract, sep="/")
 
@@ -170,16 +169,18 @@ def load_train_checkpoint(
     ckpt_dir = checkpoint_dir(path)
     if ckpt_dir is None:
         raise ModelLoadError(f"{path}: no checkpoints/<step>/ directories found")
+    from mathjax_vl.models import build, registry
+
     config = load_config(train_config, list(overrides or []))
-    kind = config.model.get("kind", "qwen2")
-    if kind not in ("vlm", "qwen2"):
+    kind = build.model_kind(config.model)
+    handle_kind = None if kind == build.DUAL_ENCODER_KIND else generator_kind(kind)
+    if handle_kind is None:
         raise ModelLoadError(
-            f"{train_config}: model.kind {kind!r} does not generate text (expected 'vlm' or "
-            "'qwen2')"
+            f"{train_config}: model.kind {kind!r} does not generate text (expected 'vlm' or a "
+            f"decoder kind {list(registry.kinds('decoder'))})"
         )
-    handle_kind = "vlm" if kind == "vlm" else "decoder"
-    cfg, module = model_for_config(kind, config)
-    abstract = abstract_params(kind, cfg, module)
+    cfg, module = model_for_config(config)
+    abstract = abstract_params(config, cfg, module)
     restored = restore_train_params(ckpt_dir, step, abstract)
     params = traverse_util.unflatten_dict(restored, sep="/")
     tok = tokenizer_dir or config.data.get("tokenizer_dir") or ""
@@ -188,7 +189,8 @@ def load_train_checkpoint(
             f"{train_config}: no data.tokenizer_dir in the config; pass --tokenizer DIR"
         )
     tok = _check_tokenizer_dir(tok, path)
-    processing = _image_processing_for(cfg, None) if handle_kind == "vlm" else None
+    vlm = handle_kind == GENERATOR_ROLES["composite"]
+    processing = _image_processing_for(cfg, None) if vlm else None
     return ModelHandle(handle_kind, cfg, params, tok, processing, source=ckpt_dir)
 
 
@@ -327,6 +329,6 @@ def load_model(
         return load_train_checkpoint(path, train_config, config_overrides, tokenizer_dir, step)
     raise ModelLoadError(
         f"{path}: not a model directory; expected an HF directory (config.json with "
-        f"architectures {HF_ARCHITECTURES}), a mathjax-vl checkpoint (mathjax_vl_model.json) or "
-        "a training run (checkpoints/<step>/)"
+        f"architectures {generator_architectures()}), a mathjax-vl checkpoint "
+        "(mathjax_vl_model.json) or a training run (checkpoints/<step>/)"
     )

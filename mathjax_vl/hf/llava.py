@@ -1,4 +1,8 @@
-"""HF `LlavaForConditionalGeneration` (SigLIP or CLIP vision + Qwen2 text) <-> our VLM.
+"""HF `LlavaForConditionalGeneration` (any registered tower + any registered decoder) <-> our VLM.
+
+The parts are registry lookups: `vision_config.model_type` and `text_config.model_type` name the
+tower's and the decoder's HF mapping (mathjax_vl.hf.registry), whose weight tables are placed
+under the VLM scopes the model registry declares.
 
 Import discovers the key prefixes from the files, so the layouts transformers has written all
 load: "language_model.model.*" / "vision_tower.*" (what transformers 5 saves),
@@ -11,80 +15,48 @@ for directories it wrote. The Math-PUMA SwiGLU projector has no Llava equivalent
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import flax.linen as nn
-import jax.numpy as jnp
 import numpy as np
 
-from mathjax_vl.hf import clip as hf_clip
-from mathjax_vl.hf import common
-from mathjax_vl.hf import qwen2 as hf_qwen2
-from mathjax_vl.hf import siglip as hf_siglip
-from mathjax_vl.hf.common import ConversionError, UnsupportedArchitectureError
+from mathjax_vl.hf import common, decoder
+from mathjax_vl.hf import registry as hf_registry
+from mathjax_vl.hf.common import ConversionError
 from mathjax_vl.hf.leaves import (
     TensorSource,
-    abstract_params,
     export_leaves,
     find_prefix,
     import_leaves,
     linear_leaves,
 )
-from mathjax_vl.models.clip import CLIPVisionConfig
+from mathjax_vl.hf.registry import TOKENIZER_FILES  # noqa: F401  (historical import path)
+from mathjax_vl.models import registry as model_registry
 from mathjax_vl.models.projectors import ProjectorConfig
-from mathjax_vl.models.qwen2 import Qwen2Config
-from mathjax_vl.models.siglip import SiglipVisionConfig
-from mathjax_vl.models.vlm import VLM, VLMConfig
+from mathjax_vl.models.vlm import VLMConfig
 
 ARCHITECTURES = ("LlavaForConditionalGeneration",)
+# projector kinds LlavaMultiModalProjector can express
+PROJECTOR_KINDS = ("mlp",)
 # Layout written on export (transformers 5 save_pretrained).
 LM_PREFIX = "language_model.model."
 LM_HEAD = "language_model.lm_head.weight"
 VISION_PREFIX = "vision_tower."
 PROJ_PREFIX = "multi_modal_projector."
 
-# Files copied next to exported weights when a tokenizer / processor dir is given.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-    "added_tokens.json",
-    "chat_template.json",
-    "chat_template.jinja",
-    "preprocessor_config.json",
-    "processor_config.json",
-    "generation_config.json",
-)
-
 
 def config_from_hf(hf: dict[str, Any], path: str = "<config>", **knobs: Any) -> VLMConfig:
     """LlavaConfig dict -> VLMConfig. knobs: dtype / param_dtype / remat_policy for all parts."""
     vis, txt = hf.get("vision_config") or {}, dict(hf.get("text_config") or {})
-    vtype, ttype = vis.get("model_type"), txt.get("model_type")
-    if ttype != "qwen2":
-        raise UnsupportedArchitectureError(
-            f"{path}: text_config.model_type {ttype!r} unsupported (expected 'qwen2')"
-        )
+    text_spec = hf_registry.by_model_type(txt.get("model_type"), "decoder", f"{path}: text_config")
+    tower = hf_registry.by_model_type(vis.get("model_type"), "tower", f"{path}: vision_config")
     # Decoder-only knobs (scan_layers) go to the text config; the tower takes the shared ones.
     vis_knobs = {k: v for k, v in knobs.items() if k in ("dtype", "param_dtype", "remat_policy")}
     try:
-        if vtype == "siglip_vision_model":
-            vision = SiglipVisionConfig.from_hf(vis, **vis_knobs)
-        elif vtype == "clip_vision_model":
-            vision = CLIPVisionConfig.from_hf(vis, **vis_knobs)
-        else:
-            raise UnsupportedArchitectureError(
-                f"{path}: vision_config.model_type {vtype!r} unsupported "
-                "(expected 'siglip_vision_model' or 'clip_vision_model')"
-            )
-        if isinstance(txt.get("eos_token_id"), list):  # hashable config (jit static arg)
-            txt["eos_token_id"] = tuple(txt["eos_token_id"])
+        vision = tower.config_from_hf(vis, f"{path}: vision_config", **vis_knobs)
         if hf.get("tie_word_embeddings") and not txt.get("tie_word_embeddings"):
             txt["tie_word_embeddings"] = True
-        text = Qwen2Config.from_hf(txt, **knobs)
+        text = text_spec.config_from_hf(txt, f"{path}: text_config", **knobs)
         layer = hf.get("vision_feature_layer", -2)
         layers = (layer,) if isinstance(layer, int) else tuple(layer)
         proj_knobs = {k: v for k, v in knobs.items() if k in ("dtype", "param_dtype")}
@@ -115,9 +87,9 @@ def config_from_hf(hf: dict[str, Any], path: str = "<config>", **knobs: Any) -> 
 def config_to_hf(cfg: VLMConfig) -> dict[str, Any]:
     """VLMConfig -> LlavaConfig dict. Raises for projectors Llava cannot express."""
     check_exportable(cfg)
-    text = cfg.text.to_hf()
+    text = hf_registry.spec_of(cfg.text).config_to_hf(cfg.text)
     text.pop("architectures", None)
-    vision = cfg.vision.to_hf()
+    vision = hf_registry.spec_of(cfg.vision).config_to_hf(cfg.vision)
     layer = cfg.vision_feature_layer
     return {
         "architectures": list(ARCHITECTURES),
@@ -136,7 +108,7 @@ def config_to_hf(cfg: VLMConfig) -> dict[str, Any]:
 
 def check_exportable(cfg: VLMConfig) -> None:
     p = cfg.projector
-    if p.kind != "mlp":
+    if p.kind not in PROJECTOR_KINDS:
         raise ConversionError(
             f"cannot export projector kind {p.kind!r} (Math-PUMA's bias-free SwiGLU aligner "
             "down(act(gate(x)) * up(x))) as LlavaForConditionalGeneration: Llava's projector is "
@@ -149,22 +121,25 @@ def check_exportable(cfg: VLMConfig) -> None:
         )
 
 
+def _scope(cfg: object) -> str:
+    return model_registry.spec_of(cfg).scope
+
+
 def _vision_leaves(cfg: VLMConfig, prefix: str):
-    mod = hf_siglip if isinstance(cfg.vision, SiglipVisionConfig) else hf_clip
-    return mod.vision_leaves(cfg.vision, prefix, ("vision_tower",))
+    return hf_registry.spec_of(cfg.vision).leaves(cfg.vision, prefix, (_scope(cfg.vision),))
 
 
 def _projector_leaves(cfg: VLMConfig, prefix: str):
     p = cfg.projector
     return linear_leaves(
         f"{prefix}linear_1",
-        ("multi_modal_projector", "linear_1"),
+        (_scope(p), "linear_1"),
         p.output_dim,
         p.input_dim,
         p.use_bias,
     ) + linear_leaves(
         f"{prefix}linear_2",
-        ("multi_modal_projector", "linear_2"),
+        (_scope(p), "linear_2"),
         p.output_dim,
         p.output_dim,
         p.use_bias,
@@ -172,7 +147,7 @@ def _projector_leaves(cfg: VLMConfig, prefix: str):
 
 
 def abstract_vlm_params(cfg: VLMConfig) -> dict:
-    return abstract_params(VLM(cfg), jnp.zeros((1, 4), jnp.int32))
+    return model_registry.abstract_params(cfg)
 
 
 def load_llava(path: str, **knobs: Any) -> tuple[VLMConfig, dict]:
@@ -182,21 +157,20 @@ def load_llava(path: str, **knobs: Any) -> tuple[VLMConfig, dict]:
     cfg = config_from_hf(hf_cfg, path, **knobs)
     reader = common.CheckpointReader(path)
     keys = reader.keys()
-    lm_prefix = find_prefix(keys, "embed_tokens.weight", path)
+    text_spec, tower = hf_registry.spec_of(cfg.text), hf_registry.spec_of(cfg.vision)
+    lm_prefix = find_prefix(keys, text_spec.anchor_suffix, path)
     lm_head = next((k for k in (LM_HEAD, "lm_head.weight") if reader.has(k)), LM_HEAD)
-    vis_prefix = find_prefix(keys, hf_siglip.PATCH_SUFFIX, path)
+    vis_prefix = find_prefix(keys, tower.anchor_suffix, path)
     proj_prefix = find_prefix(keys, "linear_1.weight", path, contains="multi_modal_projector")
 
-    params: dict[str, Any] = {
-        "language_model": hf_qwen2.params_from_reader(reader, cfg.text, lm_prefix, lm_head)
-    }
     src = TensorSource(reader, path)
-    if isinstance(cfg.vision, SiglipVisionConfig):
-        src = hf_siglip.split_in_proj(src, cfg.vision, vis_prefix)
+    if tower.adapt_source is not None:
+        src = tower.adapt_source(src, cfg.vision, vis_prefix)
     shapes = abstract_vlm_params(cfg)
+    params = decoder.import_decoder(src, cfg.text, shapes, lm_prefix, (_scope(cfg.text),), lm_head)
     leaves = _vision_leaves(cfg, vis_prefix) + _projector_leaves(cfg, proj_prefix)
     params.update(import_leaves(src, leaves, shapes))
-    reader.check_all_used(hf_qwen2.IGNORED_SUFFIXES)
+    decoder.check_all_used(reader, f"llava ({model_registry.kind_of(cfg.text)} text)")
     return cfg, params
 
 
@@ -205,10 +179,11 @@ def state_from_params(params: Any, cfg: VLMConfig) -> dict[str, np.ndarray]:
     check_exportable(cfg)
     p = nn.meta.unbox(params)
     p = p.get("params", p)
-    state = hf_qwen2.state_from_params(p["language_model"], cfg.text, LM_PREFIX, LM_HEAD)
+    state = decoder.export_decoder(p[_scope(cfg.text)], cfg.text, LM_PREFIX, LM_HEAD)
     tensors = export_leaves(p, _vision_leaves(cfg, VISION_PREFIX))
-    if isinstance(cfg.vision, SiglipVisionConfig):
-        tensors = hf_siglip.merge_in_proj(tensors, VISION_PREFIX)
+    tower = hf_registry.spec_of(cfg.vision)
+    if tower.adapt_export is not None:
+        tensors = tower.adapt_export(tensors, VISION_PREFIX)
     state.update(tensors)
     state.update(export_leaves(p, _projector_leaves(cfg, PROJ_PREFIX)))
     return state
@@ -217,9 +192,8 @@ def state_from_params(params: Any, cfg: VLMConfig) -> dict[str, np.ndarray]:
 def preprocessor_config(cfg: VLMConfig) -> dict[str, Any]:
     """The image processor config matching the tower (used when no processor dir is given)."""
     v = cfg.vision
-    siglip = isinstance(v, SiglipVisionConfig)
     return {
-        "image_processor_type": "SiglipImageProcessor" if siglip else "CLIPImageProcessor",
+        "image_processor_type": hf_registry.spec_of(v).processor_class,
         "do_resize": True,
         "size": {"height": v.image_size, "width": v.image_size},
         "resample": 3,  # bicubic
@@ -255,13 +229,7 @@ def save_llava(
     common.write_config(path, hf_cfg)
     files = common.save_safetensors(path, state, max_shard_bytes)
     if tokenizer_dir is not None:
-        if not os.path.isdir(tokenizer_dir):
-            raise ConversionError(f"tokenizer dir {tokenizer_dir}: not a directory")
-        for name in TOKENIZER_FILES:
-            src = os.path.join(tokenizer_dir, name)
-            if os.path.exists(src):
-                shutil.copyfile(src, os.path.join(path, name))
-                files.append(name)
+        files += hf_registry.copy_tokenizer_files(tokenizer_dir, path)
     if not os.path.exists(os.path.join(path, "preprocessor_config.json")):
         import json
 
@@ -269,3 +237,21 @@ def save_llava(
             json.dump(preprocessor_config(cfg), f, indent=2)
         files.append("preprocessor_config.json")
     return files
+
+
+def _save(params: Any, cfg: VLMConfig, path: str, **kw: Any) -> list[str]:
+    return save_llava(params, cfg, path, **kw)
+
+
+hf_registry.register(
+    hf_registry.HFArchitecture(
+        kind="llava",
+        architectures=ARCHITECTURES,
+        model_types=("llava",),
+        config_from_hf=config_from_hf,
+        config_to_hf=config_to_hf,
+        load=load_llava,
+        save=_save,
+        tokenizer_files=True,
+    )
+)

@@ -1,8 +1,11 @@
-"""One entry point for model directories: HF dirs (dispatched by config.json) and our checkpoints.
+"""The HF side of the model registry: one entry point for model directories, HF and ours.
 
-Kinds: "qwen2" (Qwen2ForCausalLM), "llava" (LlavaForConditionalGeneration, SigLIP/CLIP + Qwen2),
-"siglip_vision" (SiglipVisionModel), "siglip" (SiglipModel), "clip" (CLIPModel),
-"clip_vision" (CLIPVisionModel).
+Each architecture module of this package (hf/qwen2.py, hf/llava.py, hf/siglip.py, ...) registers
+an `HFArchitecture` for a mathjax_vl.models.registry kind: the HF `architectures` and
+`model_type`s it reads (the first of each is what it writes), its config mapping both ways, and
+how a directory of it loads and saves. detect_kind / load_hf / save_hf / the Llava composite's
+text and vision parts are lookups here; an unregistered architecture is an error listing the
+registered ones.
 
 Our checkpoint format (written by `mathjax-vl import-hf`, read by export-hf / generate) is
 described in mathjax_vl.hf.checkpoint: meta JSON + the unboxed params tree as safetensors (the
@@ -12,158 +15,202 @@ tree `apply({"params": ...})` takes; dtypes are kept).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
+import shutil
+from collections.abc import Callable
 from typing import Any
 
 from mathjax_vl.hf import checkpoint, common
 from mathjax_vl.hf.common import ConversionError, UnsupportedArchitectureError
+from mathjax_vl.models import registry as model_registry
 
 META_FILE = checkpoint.META_FILE
 FORMAT_VERSION = checkpoint.FORMAT_VERSION
 
-# HF architectures (and model_type as a fallback when `architectures` is absent) -> kind
-ARCHITECTURE_KINDS = {
-    "Qwen2ForCausalLM": "qwen2",
-    "LlavaForConditionalGeneration": "llava",
-    "SiglipVisionModel": "siglip_vision",
-    "SiglipModel": "siglip",
-    "CLIPModel": "clip",
-    "CLIPVisionModel": "clip_vision",
-}
-MODEL_TYPE_KINDS = {
-    "qwen2": "qwen2",
-    "llava": "llava",
-    "siglip_vision_model": "siglip_vision",
-    "siglip": "siglip",
-    "clip": "clip",
-    "clip_vision_model": "clip_vision",
-}
-KINDS = tuple(sorted(set(ARCHITECTURE_KINDS.values())))
+# Files copied next to exported weights when a tokenizer / processor dir is given.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "generation_config.json",
+)
+
+BUILTIN_MODULES = (
+    "mathjax_vl.hf.qwen2",
+    "mathjax_vl.hf.qwen3",
+    "mathjax_vl.hf.llama",
+    "mathjax_vl.hf.mistral",
+    "mathjax_vl.hf.siglip",
+    "mathjax_vl.hf.clip",
+    "mathjax_vl.hf.llava",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class HFArchitecture:
+    """How one registered model kind reads and writes Hugging Face directories.
+
+    config_from_hf(hf_dict, where, **knobs) -> config (errors name `where` and the field);
+    config_to_hf(config) -> config.json dict; load(path, **knobs) -> (config, numpy params);
+    save(params, config, path, **kw) -> files written (kw: max_shard_bytes, dtype).
+    """
+
+    kind: str  # the models.registry kind
+    architectures: tuple[str, ...]
+    model_types: tuple[str, ...]
+    config_from_hf: Callable[..., Any]
+    config_to_hf: Callable[[Any], dict[str, Any]]
+    load: Callable[..., tuple[Any, Any]]
+    save: Callable[..., list[str]]
+    tokenizer_files: bool = False  # a tokenizer dir given on export is copied along
+    # As a part of a composite (Llava): weight table leaves(cfg, hf_prefix, path) -> [Leaf], the
+    # tensor suffix that locates the part's key prefix in a file, optional hooks turning stored
+    # tensors into the table's (adapt_source(src, cfg, prefix) -> src) and back
+    # (adapt_export(tensors, prefix) -> tensors), and a tower's HF image processor class.
+    leaves: Callable[..., list] | None = None
+    anchor_suffix: str | None = None
+    adapt_source: Callable[..., Any] | None = None
+    adapt_export: Callable[..., Any] | None = None
+    processor_class: str | None = None
+
+    @property
+    def role(self) -> str:
+        return model_registry.get(self.kind).role
+
+
+_BY_KIND: dict[str, HFArchitecture] = {}
+_loaded = False
+
+
+def register(spec: HFArchitecture) -> HFArchitecture:
+    model_registry.get(spec.kind)  # the model side must exist
+    if spec.kind in _BY_KIND:
+        raise ValueError(f"HF mapping for kind {spec.kind!r} is already registered")
+    taken = {a for s in _BY_KIND.values() for a in s.architectures}
+    clash = sorted(taken & set(spec.architectures))
+    if clash:
+        raise ValueError(f"HF architectures {clash} are already registered")
+    _BY_KIND[spec.kind] = spec
+    return spec
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for name in BUILTIN_MODULES:
+            importlib.import_module(name)
+
+
+def kinds(role: str | None = None) -> tuple[str, ...]:
+    """Kinds with an HF mapping (of one models.registry role), sorted."""
+    _ensure_loaded()
+    return tuple(sorted(k for k, s in _BY_KIND.items() if role is None or s.role == role))
+
+
+def architectures(role: str | None = None) -> list[str]:
+    _ensure_loaded()
+    return sorted(
+        a for s in _BY_KIND.values() if role is None or s.role == role for a in s.architectures
+    )
+
+
+def get(kind: str) -> HFArchitecture:
+    """The HF mapping of a registered kind (or alias, e.g. "vlm" -> "llava")."""
+    _ensure_loaded()
+    name = model_registry.get(kind).kind
+    if name not in _BY_KIND:
+        raise ConversionError(
+            f"model kind {kind!r} has no Hugging Face mapping; kinds with one: {list(kinds())}"
+        )
+    return _BY_KIND[name]
+
+
+def spec_of(cfg: Any) -> HFArchitecture:
+    return get(model_registry.kind_of(cfg))
+
+
+def by_model_type(model_type: Any, role: str, where: str) -> HFArchitecture:
+    """The mapping whose HF model_type is `model_type` among `role` (a composite's sub-config)."""
+    _ensure_loaded()
+    for spec in _BY_KIND.values():
+        if spec.role == role and model_type in spec.model_types:
+            return spec
+    known = sorted(t for s in _BY_KIND.values() if s.role == role for t in s.model_types)
+    raise UnsupportedArchitectureError(
+        f"{where}.model_type {model_type!r} unsupported; registered {role} model_types: {known}"
+    )
 
 
 def detect_kind(path: str) -> str:
     """The kind of an HF directory from its config.json; unsupported -> clear error."""
+    _ensure_loaded()
     cfg = common.read_config(path)
     archs = cfg.get("architectures") or []
     for arch in archs:
-        if arch in ARCHITECTURE_KINDS:
-            return ARCHITECTURE_KINDS[arch]
-    if not archs and cfg.get("model_type") in MODEL_TYPE_KINDS:
-        return MODEL_TYPE_KINDS[cfg["model_type"]]
+        for spec in _BY_KIND.values():
+            if arch in spec.architectures:
+                return spec.kind
+    if not archs:
+        for spec in _BY_KIND.values():
+            if cfg.get("model_type") in spec.model_types:
+                return spec.kind
     raise UnsupportedArchitectureError(
         f"{os.path.join(path, common.CONFIG)}: unsupported architecture {archs or None} "
-        f"(model_type {cfg.get('model_type')!r}); supported: {sorted(ARCHITECTURE_KINDS)}"
+        f"(model_type {cfg.get('model_type')!r}); supported: {architectures()}"
     )
 
 
 def load_hf(path: str, **knobs: Any) -> tuple[str, Any, dict]:
     """HF dir -> (kind, config dataclass, unboxed numpy params)."""
     kind = detect_kind(path)
-    if kind == "qwen2":
-        from mathjax_vl.hf.qwen2 import load_qwen2
-
-        cfg, params = load_qwen2(path, **knobs)
-    elif kind == "llava":
-        from mathjax_vl.hf.llava import load_llava
-
-        cfg, params = load_llava(path, **knobs)
-    elif kind == "siglip_vision":
-        from mathjax_vl.hf.siglip import load_siglip_vision
-
-        cfg, params, _ = load_siglip_vision(path, **knobs)
-    elif kind == "siglip":
-        from mathjax_vl.hf.siglip import load_siglip
-
-        cfg, params = load_siglip(path, **knobs)
-    else:
-        from mathjax_vl.hf.clip import load_clip
-
-        cfg, params = load_clip(path, **knobs)
+    cfg, params = _BY_KIND[kind].load(path, **knobs)
     return kind, cfg, params
 
 
-def save_hf(kind: str, cfg: Any, params: Any, path: str, tokenizer_dir: str | None = None):
-    """Writes an HF dir for `kind` (llava: tokenizer/processor files copied from tokenizer_dir)."""
-    if kind == "llava":
-        from mathjax_vl.hf.llava import save_llava
+def copy_tokenizer_files(tokenizer_dir: str, path: str) -> list[str]:
+    """Copies the tokenizer / processor files found in tokenizer_dir to path; returns names."""
+    if not os.path.isdir(tokenizer_dir):
+        raise ConversionError(f"tokenizer dir {tokenizer_dir}: not a directory")
+    files = []
+    for name in TOKENIZER_FILES:
+        if os.path.exists(os.path.join(tokenizer_dir, name)):
+            shutil.copyfile(os.path.join(tokenizer_dir, name), os.path.join(path, name))
+            files.append(name)
+    return files
 
-        return save_llava(params, cfg, path, tokenizer_dir=tokenizer_dir)
-    if kind == "qwen2":
-        from mathjax_vl.hf.llava import TOKENIZER_FILES
-        from mathjax_vl.hf.qwen2 import save_qwen2
 
-        files = save_qwen2(params, cfg, path)
-        if tokenizer_dir is not None:
-            import shutil
-
-            for name in TOKENIZER_FILES:
-                if os.path.exists(os.path.join(tokenizer_dir, name)):
-                    shutil.copyfile(os.path.join(tokenizer_dir, name), os.path.join(path, name))
-                    files.append(name)
-        return files
-    if kind == "siglip_vision":
-        from mathjax_vl.hf.siglip import save_siglip_vision
-
-        return save_siglip_vision(params, cfg, path)
-    if kind == "siglip":
-        from mathjax_vl.hf.siglip import save_siglip
-
-        return save_siglip(params, cfg, path)
-    if kind == "clip":
-        from mathjax_vl.hf.clip import save_clip
-
-        return save_clip(params, cfg, path)
-    if kind == "clip_vision":
-        from mathjax_vl.hf.clip import save_clip_vision
-
-        return save_clip_vision(params, cfg, path)
-    raise ConversionError(f"cannot export kind {kind!r}; supported: {KINDS}")
+def save_hf(
+    kind: str, cfg: Any, params: Any, path: str, tokenizer_dir: str | None = None, **kw: Any
+) -> list[str]:
+    """Writes an HF dir for `kind`; tokenizer/processor files are copied from tokenizer_dir for
+    the kinds that generate text (decoders and the VLM)."""
+    spec = get(kind)
+    if spec.tokenizer_files:
+        return spec.save(params, cfg, path, tokenizer_dir=tokenizer_dir, **kw)
+    return spec.save(params, cfg, path, **kw)
 
 
 # ---- config (de)serialisation for our checkpoints -------------------------------------------
 
 
-def _tuples(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if k in ("image_mean", "image_std") else v for k, v in d.items()}
-
-
 def config_to_dict(kind: str, cfg: Any) -> dict[str, Any]:
-    if kind == "llava":
-        return cfg.to_dict()
-    return dataclasses.asdict(cfg)
+    return model_registry.config_to_dict(cfg)
 
 
 def config_from_dict(kind: str, d: dict[str, Any]) -> Any:
-    if kind == "llava":
-        from mathjax_vl.models.vlm import VLMConfig
-
-        return VLMConfig.from_dict(d)
-    if kind == "qwen2":
-        from mathjax_vl.models.qwen2 import Qwen2Config
-
-        return Qwen2Config(**d)
-    if kind == "siglip_vision":
-        from mathjax_vl.models.siglip import SiglipVisionConfig
-
-        return SiglipVisionConfig(**_tuples(d))
-    if kind == "siglip":
-        from mathjax_vl.models.siglip import SiglipConfig, SiglipTextConfig, SiglipVisionConfig
-
-        return SiglipConfig(
-            vision=SiglipVisionConfig(**_tuples(d["vision"])), text=SiglipTextConfig(**d["text"])
-        )
-    from mathjax_vl.models.clip import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
-
-    if kind == "clip_vision":
-        return CLIPVisionConfig(**_tuples(d))
-    if kind == "clip":
-        d = dict(d)
-        return CLIPConfig(
-            vision=CLIPVisionConfig(**_tuples(d.pop("vision"))),
-            text=CLIPTextConfig(**d.pop("text")),
-            **d,
-        )
-    raise ConversionError(f"unknown model kind {kind!r}; expected one of {KINDS}")
+    try:
+        return model_registry.config_from_dict(kind, d)
+    except model_registry.UnknownKindError as e:
+        raise ConversionError(str(e)) from e
 
 
 def is_checkpoint(path: str) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from mathjax_vl.hf import common
+from mathjax_vl.hf import common, config_fields
+from mathjax_vl.hf import registry as hf_registry
 from mathjax_vl.hf.common import ConversionError
 from mathjax_vl.hf.leaves import (
     Leaf,
@@ -35,6 +36,69 @@ from mathjax_vl.models.siglip import (
 )
 
 PATCH_SUFFIX = "embeddings.patch_embedding.weight"
+
+# HF config mapping (our field, HF field, HF default), both directions (hf.config_fields)
+VISION_FIELDS = [
+    ("hidden_size", "hidden_size", 768),
+    ("intermediate_size", "intermediate_size", 3072),
+    ("num_layers", "num_hidden_layers", 12),
+    ("num_heads", "num_attention_heads", 12),
+    ("image_size", "image_size", 224),
+    ("patch_size", "patch_size", 16),
+    ("num_channels", "num_channels", 3),
+    ("layer_norm_eps", "layer_norm_eps", 1e-6),
+    ("hidden_act", "hidden_act", "gelu_pytorch_tanh"),
+    ("use_head", "vision_use_head", True),
+]
+TEXT_FIELDS = [
+    ("vocab_size", "vocab_size", 32000),
+    ("hidden_size", "hidden_size", 768),
+    ("intermediate_size", "intermediate_size", 3072),
+    ("num_layers", "num_hidden_layers", 12),
+    ("num_heads", "num_attention_heads", 12),
+    ("max_position_embeddings", "max_position_embeddings", 64),
+    ("layer_norm_eps", "layer_norm_eps", 1e-6),
+    ("hidden_act", "hidden_act", "gelu_pytorch_tanh"),
+    ("projection_size", "projection_size", None),
+]
+
+
+def vision_from_hf(hf: dict[str, Any], **overrides: Any) -> SiglipVisionConfig:
+    """A HF SiglipVisionConfig dict (config.json or a SiglipConfig's vision_config) -> ours."""
+    kw = config_fields.from_hf(VISION_FIELDS, hf)
+    if kw["hidden_size"] % kw["num_heads"]:
+        raise ValueError(
+            f"hidden_size {kw['hidden_size']} not divisible by heads {kw['num_heads']}"
+        )
+    return SiglipVisionConfig(**{**kw, **overrides})
+
+
+def vision_to_hf(cfg: SiglipVisionConfig) -> dict[str, Any]:
+    return config_fields.to_hf(VISION_FIELDS, cfg, "siglip_vision_model")
+
+
+def text_from_hf(hf: dict[str, Any], **overrides: Any) -> SiglipTextConfig:
+    kw = config_fields.from_hf(TEXT_FIELDS, hf)
+    kw["projection_size"] = kw["projection_size"] or kw["hidden_size"]
+    return SiglipTextConfig(**{**kw, **overrides})
+
+
+def dual_from_hf(hf: dict[str, Any], where: str = "<config>", **overrides: Any) -> SiglipConfig:
+    return SiglipConfig(
+        vision=vision_from_hf(hf.get("vision_config") or {}, **overrides),
+        text=text_from_hf(hf.get("text_config") or {}, **overrides),
+    )
+
+
+def dual_to_hf(cfg: SiglipConfig) -> dict[str, Any]:
+    return {
+        "architectures": ["SiglipModel"],
+        "model_type": "siglip",
+        "vision_config": vision_to_hf(cfg.vision),
+        "text_config": config_fields.to_hf(TEXT_FIELDS, cfg.text, "siglip_text_model"),
+    }
+
+
 _IN_PROJ = "head.attention.in_proj_"
 
 
@@ -114,7 +178,7 @@ def vision_config_from_hf(hf_cfg: dict, path: str, **knobs: Any) -> SiglipVision
     if hf_cfg.get("model_type") == "siglip":
         hf_cfg = hf_cfg.get("vision_config") or {}
     try:
-        return SiglipVisionConfig.from_hf(hf_cfg, **knobs)
+        return vision_from_hf(hf_cfg, **knobs)
     except (ValueError, TypeError) as e:
         raise ConversionError(f"{path}/config.json: {e}") from e
 
@@ -148,7 +212,7 @@ def vision_state(params: Any, cfg: SiglipVisionConfig, hf_prefix: str = "") -> d
 def save_siglip_vision(params: Any, cfg: SiglipVisionConfig, path: str) -> list[str]:
     """Writes a dir loadable by transformers' SiglipVisionModel.from_pretrained."""
     state = vision_state(params, cfg)
-    hf_cfg = {**cfg.to_hf(), "architectures": ["SiglipVisionModel"]}
+    hf_cfg = {**vision_to_hf(cfg), "architectures": ["SiglipVisionModel"]}
     hf_cfg["dtype"] = str(next(iter(state.values())).dtype)
     common.write_config(path, hf_cfg)
     return common.save_safetensors(path, state)
@@ -196,7 +260,7 @@ def load_siglip(path: str, **knobs: Any) -> tuple[SiglipConfig, dict]:
     hf_cfg = common.read_config(path)
     common.check_architecture(hf_cfg, ("SiglipModel",), path)
     try:
-        cfg = SiglipConfig.from_hf(hf_cfg, **knobs)
+        cfg = dual_from_hf(hf_cfg, **knobs)
     except (ValueError, TypeError) as e:
         raise ConversionError(f"{path}/config.json: {e}") from e
     reader = common.CheckpointReader(path)
@@ -212,7 +276,44 @@ def save_siglip(params: Any, cfg: SiglipConfig, path: str) -> list[str]:
 
     tensors = export_leaves(nn.meta.unbox(params), dual_leaves(cfg))
     state = merge_in_proj(tensors, "vision_model.")
-    hf_cfg = cfg.to_hf()
+    hf_cfg = dual_to_hf(cfg)
     hf_cfg["dtype"] = str(next(iter(state.values())).dtype)
     common.write_config(path, hf_cfg)
     return common.save_safetensors(path, state)
+
+
+def _save_vision(params: Any, cfg: SiglipVisionConfig, path: str, **kw: Any) -> list[str]:
+    return save_siglip_vision(params, cfg, path)
+
+
+def _save_dual(params: Any, cfg: SiglipConfig, path: str, **kw: Any) -> list[str]:
+    return save_siglip(params, cfg, path)
+
+
+hf_registry.register(
+    hf_registry.HFArchitecture(
+        kind="siglip_vision",
+        architectures=("SiglipVisionModel",),
+        model_types=("siglip_vision_model",),
+        config_from_hf=vision_config_from_hf,
+        config_to_hf=vision_to_hf,
+        load=lambda path, **knobs: load_siglip_vision(path, **knobs)[:2],
+        save=_save_vision,
+        leaves=vision_leaves,
+        anchor_suffix=PATCH_SUFFIX,
+        adapt_source=split_in_proj,
+        adapt_export=merge_in_proj,
+        processor_class="SiglipImageProcessor",
+    )
+)
+hf_registry.register(
+    hf_registry.HFArchitecture(
+        kind="siglip",
+        architectures=("SiglipModel",),
+        model_types=("siglip",),
+        config_from_hf=dual_from_hf,
+        config_to_hf=dual_to_hf,
+        load=load_siglip,
+        save=_save_dual,
+    )
+)

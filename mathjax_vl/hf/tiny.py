@@ -11,6 +11,61 @@ from typing import Any
 
 IMAGE_TOKEN_ID = 120
 VOCAB = 128
+# tiny Llava towers: name -> (transformers vision config class, has a class token)
+TOWERS = {"siglip": ("SiglipVisionConfig", False), "clip": ("CLIPVisionConfig", True)}
+
+DECODER_VOCAB = 97
+DECODER_BASE = dict(
+    vocab_size=DECODER_VOCAB,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+    tie_word_embeddings=False,
+)
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 10000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
+# name -> (transformers config class, model class, config fields)
+DECODER_FAMILY = {
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {"rope_theta": 10000.0}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 16, "rope_theta": 10000.0}),
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {"rope_parameters": LLAMA3_ROPE}),
+    "llama_linear": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        {"rope_parameters": {"rope_type": "linear", "rope_theta": 500.0, "factor": 4.0}},
+    ),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": 8, "head_dim": 8}),
+}
+
+
+def make_tiny_decoder(path: str, name: str, seed: int = 0, **overrides):
+    """Saves a tiny random `name` model (a DECODER_FAMILY key) to `path`, float32, norms
+    ~1 +- 0.1 and other tensors 0.2 N(0, 1) so every tensor and knob changes the logits;
+    returns the torch model (eval). overrides: config fields."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+    import transformers
+
+    cfg_cls, model_cls, extra = DECODER_FAMILY[name]
+    cfg = getattr(transformers, cfg_cls)(**{**DECODER_BASE, **extra, **overrides})
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_cls)(cfg).eval()
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            noise = torch.randn_like(p)
+            p.copy_(1.0 + 0.1 * noise if "norm" in pname else 0.2 * noise)
+    model.save_pretrained(path)
+    return model
 
 
 def make_tiny_llava(
@@ -23,9 +78,10 @@ def make_tiny_llava(
     vocab_size: int = VOCAB,
     image_token_id: int = IMAGE_TOKEN_ID,
     text_overrides: dict[str, Any] | None = None,
+    text: str = "qwen2",
 ):
-    """Writes a tiny LlavaForConditionalGeneration (SigLIP or CLIP tower + Qwen2) to `path`;
-    returns the torch model (eval mode)."""
+    """Writes a tiny LlavaForConditionalGeneration (SigLIP or CLIP tower + the `text` decoder, a
+    DECODER_FAMILY name) to `path`; returns the torch model (eval mode)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
     import transformers as tf
@@ -39,13 +95,12 @@ def make_tiny_llava(
         image_size=16,
         patch_size=4,
     )
-    if vision == "siglip":
-        vcfg = tf.SiglipVisionConfig(**common)
-    elif vision == "clip":
-        vcfg = tf.CLIPVisionConfig(**common)
-    else:
-        raise ValueError(f"vision must be 'siglip' or 'clip', got {vision!r}")
-    text = dict(
+    if vision not in TOWERS:
+        raise ValueError(f"vision must be one of {sorted(TOWERS)}, got {vision!r}")
+    tower_cls, class_token = TOWERS[vision]
+    vcfg = getattr(tf, tower_cls)(**common)
+    cfg_cls, _, family_fields = DECODER_FAMILY[text]
+    text_fields = dict(
         hidden_size=48,
         intermediate_size=96,
         num_hidden_layers=2,
@@ -54,12 +109,12 @@ def make_tiny_llava(
         vocab_size=vocab_size,
         tie_word_embeddings=tie,
         max_position_embeddings=512,
-        rope_theta=10000.0,
     )
-    text.update(text_overrides or {})
-    tcfg = tf.Qwen2Config(**text)
+    text_fields.update({"rope_theta": 10000.0, **family_fields})
+    text_fields.update(text_overrides or {})
+    tcfg = getattr(tf, cfg_cls)(**text_fields)
     n = vcfg.image_size // vcfg.patch_size
-    seq = n * n + (1 if vision == "clip" else 0) - (1 if strategy == "default" else 0)
+    seq = n * n + int(class_token) - (1 if strategy == "default" else 0)
     cfg = tf.LlavaConfig(
         vision_config=vcfg,
         text_config=tcfg,

@@ -12,14 +12,13 @@ import jax
 import jax.numpy as jnp
 
 from mathjax_vl.losses import _checks
+from mathjax_vl.losses.constants import IGNORE_INDEX
 from mathjax_vl.losses.streaming import (
     EngineSpec,
     check_labels_concrete,
     fused_engine,
     sharded_engine,
 )
-
-IGNORE_INDEX = -100
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-IGNORE_INDEX = -100
+from mathjax_vl.losses.constants import IGNORE_INDEX
 
 
 @dataclasses.dataclass(frozen=True)

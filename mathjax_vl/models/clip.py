@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from mathjax_vl.models import logical_axes as ax
+from mathjax_vl.models import registry
 from mathjax_vl.models.layers import Dense, logical_param
 from mathjax_vl.models.siglip import VisionOutput
 from mathjax_vl.models.vit import LayerNorm, PatchEmbed, dtypes, encoder_from_config
@@ -47,8 +47,6 @@ class CLIPVisionConfig:
     remat_policy: str = "none"
     scan_unroll: int = 1  # layers per scan iteration; num_layers = a straight-line encoder
 
-    model_type = "clip_vision_model"
-
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
@@ -60,37 +58,6 @@ class CLIPVisionConfig:
     @property
     def has_class_token(self) -> bool:
         return True
-
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> CLIPVisionConfig:
-        kw = dict(
-            hidden_size=hf.get("hidden_size", 768),
-            intermediate_size=hf.get("intermediate_size", 3072),
-            num_layers=hf.get("num_hidden_layers", 12),
-            num_heads=hf.get("num_attention_heads", 12),
-            image_size=hf.get("image_size", 224),
-            patch_size=hf.get("patch_size", 32),
-            num_channels=hf.get("num_channels", 3),
-            layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
-            hidden_act=hf.get("hidden_act", "quick_gelu"),
-        )
-        kw.update(overrides)
-        return cls(**kw)
-
-    def to_hf(self) -> dict[str, Any]:
-        return {
-            "model_type": self.model_type,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "image_size": self.image_size,
-            "patch_size": self.patch_size,
-            "num_channels": self.num_channels,
-            "layer_norm_eps": self.layer_norm_eps,
-            "hidden_act": self.hidden_act,
-            "attention_dropout": 0.0,
-        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,37 +80,6 @@ class CLIPTextConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> CLIPTextConfig:
-        kw = dict(
-            vocab_size=hf.get("vocab_size", 49408),
-            hidden_size=hf.get("hidden_size", 512),
-            intermediate_size=hf.get("intermediate_size", 2048),
-            num_layers=hf.get("num_hidden_layers", 12),
-            num_heads=hf.get("num_attention_heads", 8),
-            max_position_embeddings=hf.get("max_position_embeddings", 77),
-            layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
-            hidden_act=hf.get("hidden_act", "quick_gelu"),
-            eos_token_id=hf.get("eos_token_id", 49407),
-        )
-        kw.update(overrides)
-        return cls(**kw)
-
-    def to_hf(self) -> dict[str, Any]:
-        return {
-            "model_type": "clip_text_model",
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "max_position_embeddings": self.max_position_embeddings,
-            "layer_norm_eps": self.layer_norm_eps,
-            "hidden_act": self.hidden_act,
-            "eos_token_id": self.eos_token_id,
-            "attention_dropout": 0.0,
-        }
-
 
 @dataclasses.dataclass(frozen=True)
 class CLIPConfig:
@@ -152,34 +88,21 @@ class CLIPConfig:
     projection_dim: int = 512
     logit_scale_init_value: float = 2.6592
 
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> CLIPConfig:
-        return cls(
-            vision=CLIPVisionConfig.from_hf(hf.get("vision_config") or {}, **overrides),
-            text=CLIPTextConfig.from_hf(hf.get("text_config") or {}, **overrides),
-            projection_dim=hf.get("projection_dim", 512),
-            logit_scale_init_value=hf.get("logit_scale_init_value", 2.6592),
-        )
-
-    def to_hf(self) -> dict[str, Any]:
-        return {
-            "architectures": ["CLIPModel"],
-            "model_type": "clip",
-            "projection_dim": self.projection_dim,
-            "logit_scale_init_value": self.logit_scale_init_value,
-            "vision_config": self.vision.to_hf(),
-            "text_config": self.text.to_hf(),
-        }
-
 
 class CLIPVisionModel(nn.Module):
     cfg: CLIPVisionConfig
 
     @nn.compact
     def __call__(
-        self, pixel_values: Array, feature_layers: Sequence[int] = (), collect_all: bool = False
+        self,
+        pixel_values: Array,
+        feature_layers: Sequence[int] = (),
+        collect_all: bool = False,
+        use_head: bool = True,
     ) -> VisionOutput:
-        """pixel_values [B, H, W, C] -> VisionOutput; hidden state 0 is after pre_layrnorm."""
+        """pixel_values [B, H, W, C] -> VisionOutput; hidden state 0 is after pre_layrnorm.
+        use_head: the tower interface's flag (SigLIP's MAP head); CLIP has no head."""
+        del use_head
         cfg = self.cfg
         kw = dtypes(cfg)
         b, h, w, _ = pixel_values.shape
@@ -325,3 +248,31 @@ class CLIPDualEncoder(nn.Module):
             "logit_scale": scale,
             "logits_per_image": jnp.exp(scale) * img @ txt.T,
         }
+
+
+def _pixels(v: CLIPVisionConfig) -> Array:
+    return jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
+
+
+registry.register(
+    registry.Architecture(
+        kind="clip_vision",
+        role="tower",
+        config_cls=CLIPVisionConfig,
+        module_cls=CLIPVisionModel,
+        scope="vision_tower",
+        init_inputs=lambda c: ((_pixels(c),), {}),
+        resize_mode="shortest_edge_crop",
+        description="CLIP vision tower (class token; shortest-edge resize + centre crop)",
+    )
+)
+registry.register(
+    registry.Architecture(
+        kind="clip",
+        role="dual_encoder",
+        config_cls=CLIPConfig,
+        module_cls=CLIPDualEncoder,
+        init_inputs=lambda c: ((_pixels(c.vision), jnp.zeros((1, 4), jnp.int32)), {}),
+        description="CLIP dual encoder (MAVIS CLIP-Math)",
+    )
+)

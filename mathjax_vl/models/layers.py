@@ -12,6 +12,8 @@ flat [out, in] matrices.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -139,14 +141,51 @@ def rope_inv_freq(head_dim: int, theta: float) -> Array:
     return 1.0 / (theta**exponents)
 
 
-def apply_rope(x: Array, positions: Array, theta: float) -> Array:
+@dataclasses.dataclass(frozen=True)
+class Rope:
+    """RoPE frequencies: HF rope_type "default", "linear" (positions / factor) or "llama3"
+    (Llama 3.1's wavelength-dependent interpolation); the attention scaling is 1 for all three."""
+
+    theta: float = 10000.0
+    type: str = "default"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int | None = None
+
+    def inv_freq(self, head_dim: int) -> Array:
+        """[head_dim // 2] float32, as HF's ROPE_INIT_FUNCTIONS[type] computes it."""
+        inv = rope_inv_freq(head_dim, self.theta)
+        if self.type == "default":
+            return inv
+        if self.type == "linear":
+            return inv / self.factor
+        if self.type == "llama3":
+            old = float(self.original_max_position_embeddings)
+            low_wavelen = old / self.low_freq_factor
+            high_wavelen = old / self.high_freq_factor
+            wavelen = 2 * math.pi / inv
+            scaled = jnp.where(wavelen > low_wavelen, inv / self.factor, inv)
+            smooth = (old / wavelen - self.low_freq_factor) / (
+                self.high_freq_factor - self.low_freq_factor
+            )
+            smoothed = (1 - smooth) * scaled / self.factor + smooth * scaled
+            medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+            return jnp.where(medium, smoothed, scaled)
+        raise ValueError(f"unknown rope type {self.type!r}; expected default, linear, llama3")
+
+
+def apply_rope(x: Array, positions: Array, theta: float, inv_freq: Array | None = None) -> Array:
     """Rotates x [B, T, N, Dh] by integer positions [B, T] ("rotate half" layout, as HF Qwen2).
 
     The first and second halves of head_dim form the (real, imaginary) pairs, not interleaved
-    even/odd dims; this is what HF checkpoints expect.
+    even/odd dims; this is what HF checkpoints expect. inv_freq [Dh // 2]: scaled frequencies
+    (Rope.inv_freq); None = default RoPE with `theta`.
     """
     head_dim = x.shape[-1]
-    freqs = jnp.asarray(positions, jnp.float32)[..., None] * rope_inv_freq(head_dim, theta)
+    if inv_freq is None:
+        inv_freq = rope_inv_freq(head_dim, theta)
+    freqs = jnp.asarray(positions, jnp.float32)[..., None] * inv_freq
     emb = jnp.concatenate([freqs, freqs], axis=-1)  # [B, T, Dh]
     cos = jnp.cos(emb)[:, :, None, :].astype(x.dtype)  # [B, T, 1, Dh]
     sin = jnp.sin(emb)[:, :, None, :].astype(x.dtype)
@@ -161,14 +200,20 @@ def make_attention_mask(
     k_valid: Array | None = None,
     q_segment_ids: Array | None = None,
     k_segment_ids: Array | None = None,
+    window: int | None = None,
 ) -> Array:
-    """Boolean mask [B, 1, Tq, Tk]: causal on slot indices, key padding, same-segment only.
+    """Boolean mask [B, 1, Tq, Tk]: causal on slot indices, key padding, same-segment only, and
+    with `window` only the `window` newest keys (the query's own included; HF sliding window).
 
     q_index [Tq] / k_index [Tk]: slot of each query / key in the sequence (or KV cache), so
     causality holds in cache coordinates; k_valid [B, Tk]: False for padding or empty cache slots;
     segment ids [B, Tq] / [B, Tk]: packed sequences attend only within their own segment.
     """
-    mask = (q_index[:, None] >= k_index[None, :])[None, None]  # [1, 1, Tq, Tk]
+    diff = q_index[:, None] - k_index[None, :]  # [Tq, Tk]
+    causal = diff >= 0
+    if window is not None:
+        causal = causal & (diff < window)
+    mask = causal[None, None]  # [1, 1, Tq, Tk]
     if k_valid is not None:
         mask = mask & k_valid[:, None, None, :].astype(bool)
     if q_segment_ids is not None:
@@ -178,7 +223,9 @@ def make_attention_mask(
 
 
 class Attention(nn.Module):
-    """Grouped-query self-attention with q/k/v biases (no o bias), RoPE and an optional KV cache.
+    """Grouped-query self-attention with RoPE and an optional KV cache; knobs: q/k/v biases, an
+    o bias, a per-head q/k RMSNorm before RoPE (qk_norm_eps set: Qwen3), scaled RoPE, and a
+    sliding window (the mask carries it; the blocked path also skips key blocks outside it).
 
     Query head h uses key/value head h // (num_heads // num_kv_heads), the grouping HF's
     repeat_kv implies; K/V are never materialised per query head.
@@ -204,6 +251,10 @@ class Attention(nn.Module):
     kernel_init: nn.initializers.Initializer = nn.initializers.normal(stddev=0.02)
     impl: str = "xla"
     query_block: int = 0
+    o_bias: bool = False
+    qk_norm_eps: float | None = None  # set: RMSNorm over head_dim on q and k (Qwen3)
+    rope: Rope | None = None  # None: default RoPE with rope_theta
+    sliding_window: int | None = None
 
     @nn.compact
     def __call__(
@@ -242,8 +293,12 @@ class Attention(nn.Module):
         q = nn.with_logical_constraint(q, (ax.BATCH, ax.LENGTH, ax.HEADS, ax.HEAD_DIM))
         k = nn.with_logical_constraint(k, (ax.BATCH, ax.LENGTH, ax.KV_HEADS, ax.HEAD_DIM))
         v = nn.with_logical_constraint(v, (ax.BATCH, ax.LENGTH, ax.KV_HEADS, ax.HEAD_DIM))
-        q = apply_rope(q, positions, self.rope_theta)
-        k = apply_rope(k, positions, self.rope_theta)
+        if self.qk_norm_eps is not None:
+            norm = lambda name: RMSNorm(self.qk_norm_eps, self.dtype, self.param_dtype, name=name)
+            q, k = norm("q_norm")(q), norm("k_norm")(k)
+        inv_freq = None if self.rope is None else self.rope.inv_freq(self.head_dim)
+        q = apply_rope(q, positions, self.rope_theta, inv_freq)
+        k = apply_rope(k, positions, self.rope_theta, inv_freq)
 
         new_cache = None
         if kv_cache is not None:
@@ -270,6 +325,7 @@ class Attention(nn.Module):
             (x.shape[-1],),
             (ax.HEADS, ax.HEAD_DIM),
             (ax.EMBED,),
+            use_bias=self.o_bias,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=self.kernel_init,
@@ -279,15 +335,17 @@ class Attention(nn.Module):
 
     def _blocked_causal_attention(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
         """Self-attention over T tokens whose mask is causal in token order (no cache): query
-        block [a, b) needs keys [0, b) only. Same shapes as _xla_attention."""
+        block [a, b) needs keys [0, b) only, or [a - window + 1, b) with a sliding window.
+        Same shapes as _xla_attention."""
         t = q.shape[1]
         blk = max(self.query_block, -(-t // MAX_QUERY_BLOCKS)) if self.query_block else t
         qh, kh, vh = self._head_major(q, k, v)
         outs = []
         for a in range(0, t, blk):
             b = min(a + blk, t)
-            m = mask[:, :, a:b, :b]  # [B|1, 1, b - a, b]
-            outs.append(self._attend(qh[:, :, :, a:b], kh[:, :, :b], vh[:, :, :b], m))
+            lo = 0 if self.sliding_window is None else max(0, a - self.sliding_window + 1)
+            m = mask[:, :, a:b, lo:b]  # [B|1, 1, b - a, b - lo]
+            outs.append(self._attend(qh[:, :, :, a:b], kh[:, :, lo:b], vh[:, :, lo:b], m))
         return self._token_major(jnp.concatenate(outs, axis=3))
 
     def _xla_attention(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
@@ -319,16 +377,23 @@ class Attention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """down(silu(gate(x)) * up(x)), no biases (Qwen2 / LLaMA MLP)."""
+    """down(silu(gate(x)) * up(x)) (Qwen2 / Llama MLP); biases only with use_bias (Llama
+    mlp_bias)."""
 
     hidden_dim: int
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.normal(stddev=0.02)
+    use_bias: bool = False
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.kernel_init)
+        kw = dict(
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=self.kernel_init,
+            use_bias=self.use_bias,
+        )
         gate = Dense((self.hidden_dim,), (ax.EMBED,), (ax.MLP,), name="gate_proj", **kw)(x)
         up = Dense((self.hidden_dim,), (ax.EMBED,), (ax.MLP,), name="up_proj", **kw)(x)
         h = nn.silu(gate) * up

@@ -16,13 +16,12 @@ import flax.linen as nn
 import jax
 
 from mathjax_vl.models import logical_axes as ax
+from mathjax_vl.models import registry
 from mathjax_vl.models.layers import Dense
 from mathjax_vl.models.precision import to_dtype
 from mathjax_vl.models.vit import activation
 
 Array = jax.Array
-
-KINDS = ("mlp", "swiglu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +36,11 @@ class ProjectorConfig:
     param_dtype: str = "float32"
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown projector kind {self.kind!r}; expected one of {KINDS}")
+        if self.kind not in registry.kinds("projector"):
+            raise ValueError(
+                f"unknown projector kind {self.kind!r}; registered: "
+                f"{list(registry.kinds('projector'))}"
+            )
         activation(self.act)
 
     @property
@@ -80,5 +82,28 @@ class SwiGLUProjector(nn.Module):
 
 
 def make_projector(cfg: ProjectorConfig, name: str | None = None) -> nn.Module:
-    cls = MLPProjector if cfg.kind == "mlp" else SwiGLUProjector
-    return cls(cfg, name=name)
+    return registry.build(cfg, name=name)
+
+
+def _features(c: ProjectorConfig):
+    import jax.numpy as jnp
+
+    return ((jnp.zeros((1, 1, c.input_dim), jnp.float32),), {})
+
+
+for _kind, _cls, _what in (
+    ("mlp", MLPProjector, "LLaVA's two-layer MLP (HF LlavaMultiModalProjector)"),
+    ("swiglu", SwiGLUProjector, "Math-PUMA's bias-free SwiGLU aligner (no HF equivalent)"),
+):
+    registry.register(
+        registry.Architecture(
+            kind=_kind,
+            role="projector",
+            config_cls=ProjectorConfig,
+            module_cls=_cls,
+            scope="multi_modal_projector",
+            kind_field="kind",
+            init_inputs=_features,
+            description=_what,
+        )
+    )

@@ -4,14 +4,13 @@ Conv patch embedding (with bias) + learned positions (no class token) -> pre-LN 
 post-LayerNorm -> optional multi-head attention-pooling ("MAP") head. A VLM takes its features
 from an intermediate hidden state (Math-PUMA: -2, before the post-LayerNorm), so the tower returns
 the requested `feature_layers` alongside the final outputs.
-Pixels are NHWC [B, H, W, C], already rescaled and normalised (mathjax_vl.models.image_processing).
+Pixels are NHWC [B, H, W, C], already rescaled and normalised (mathjax_vl.data.tower_images).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from mathjax_vl.models import logical_axes as ax
+from mathjax_vl.models import registry
 from mathjax_vl.models.layers import logical_param
 from mathjax_vl.models.vit import (
     MLP,
@@ -52,8 +52,6 @@ class SiglipVisionConfig:
     remat_policy: str = "none"
     scan_unroll: int = 1  # layers per scan iteration; num_layers = a straight-line encoder
 
-    model_type = "siglip_vision_model"
-
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
@@ -65,43 +63,6 @@ class SiglipVisionConfig:
     @property
     def has_class_token(self) -> bool:
         return False
-
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> SiglipVisionConfig:
-        """From a HF SiglipVisionConfig dict (config.json or a SiglipConfig's vision_config)."""
-        hidden = hf.get("hidden_size", 768)
-        kw = dict(
-            hidden_size=hidden,
-            intermediate_size=hf.get("intermediate_size", 3072),
-            num_layers=hf.get("num_hidden_layers", 12),
-            num_heads=hf.get("num_attention_heads", 12),
-            image_size=hf.get("image_size", 224),
-            patch_size=hf.get("patch_size", 16),
-            num_channels=hf.get("num_channels", 3),
-            layer_norm_eps=hf.get("layer_norm_eps", 1e-6),
-            hidden_act=hf.get("hidden_act", "gelu_pytorch_tanh"),
-            use_head=hf.get("vision_use_head", True),
-        )
-        if hidden % kw["num_heads"]:
-            raise ValueError(f"hidden_size {hidden} not divisible by heads {kw['num_heads']}")
-        kw.update(overrides)
-        return cls(**kw)
-
-    def to_hf(self) -> dict[str, Any]:
-        return {
-            "model_type": self.model_type,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "image_size": self.image_size,
-            "patch_size": self.patch_size,
-            "num_channels": self.num_channels,
-            "layer_norm_eps": self.layer_norm_eps,
-            "hidden_act": self.hidden_act,
-            "vision_use_head": self.use_head,
-            "attention_dropout": 0.0,
-        }
 
 
 @flax.struct.dataclass
@@ -202,58 +163,11 @@ class SiglipTextConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> SiglipTextConfig:
-        hidden = hf.get("hidden_size", 768)
-        kw = dict(
-            vocab_size=hf.get("vocab_size", 32000),
-            hidden_size=hidden,
-            intermediate_size=hf.get("intermediate_size", 3072),
-            num_layers=hf.get("num_hidden_layers", 12),
-            num_heads=hf.get("num_attention_heads", 12),
-            max_position_embeddings=hf.get("max_position_embeddings", 64),
-            layer_norm_eps=hf.get("layer_norm_eps", 1e-6),
-            hidden_act=hf.get("hidden_act", "gelu_pytorch_tanh"),
-            projection_size=hf.get("projection_size") or hidden,
-        )
-        kw.update(overrides)
-        return cls(**kw)
-
-    def to_hf(self) -> dict[str, Any]:
-        return {
-            "model_type": "siglip_text_model",
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "max_position_embeddings": self.max_position_embeddings,
-            "layer_norm_eps": self.layer_norm_eps,
-            "hidden_act": self.hidden_act,
-            "projection_size": self.projection_size,
-            "attention_dropout": 0.0,
-        }
-
 
 @dataclasses.dataclass(frozen=True)
 class SiglipConfig:
     vision: SiglipVisionConfig = SiglipVisionConfig()
     text: SiglipTextConfig = SiglipTextConfig()
-
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> SiglipConfig:
-        return cls(
-            vision=SiglipVisionConfig.from_hf(hf.get("vision_config") or {}, **overrides),
-            text=SiglipTextConfig.from_hf(hf.get("text_config") or {}, **overrides),
-        )
-
-    def to_hf(self) -> dict[str, Any]:
-        return {
-            "architectures": ["SiglipModel"],
-            "model_type": "siglip",
-            "vision_config": self.vision.to_hf(),
-            "text_config": self.text.to_hf(),
-        }
 
 
 class SiglipTextModel(nn.Module):
@@ -328,3 +242,31 @@ class SiglipDualEncoder(nn.Module):
             "logit_bias": bias,
             "logits_per_image": jnp.exp(scale) * img @ txt.T + bias,
         }
+
+
+def _pixels(v: SiglipVisionConfig) -> Array:
+    return jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
+
+
+registry.register(
+    registry.Architecture(
+        kind="siglip_vision",
+        role="tower",
+        config_cls=SiglipVisionConfig,
+        module_cls=SiglipVisionModel,
+        scope="vision_tower",
+        init_inputs=lambda c: ((_pixels(c),), {}),
+        resize_mode="squash",
+        description="SigLIP vision tower (no class token; squash resize)",
+    )
+)
+registry.register(
+    registry.Architecture(
+        kind="siglip",
+        role="dual_encoder",
+        config_cls=SiglipConfig,
+        module_cls=SiglipDualEncoder,
+        init_inputs=lambda c: ((_pixels(c.vision), jnp.zeros((1, 4), jnp.int32)), {}),
+        description="SigLIP dual encoder (HF SiglipModel)",
+    )
+)

@@ -1,4 +1,8 @@
-"""The vision-language model: vision tower -> feature layer -> select -> projector -> Qwen2.
+"""The vision-language model: vision tower -> feature layer -> select -> projector -> decoder.
+
+Any registered tower, projector and decoder (mathjax_vl.models.registry) combine; the VLM is the
+registry's "llava" composite (train configs call it model.kind "vlm"), its parts sit under the
+scopes their registry entries name (vision_tower, multi_modal_projector, language_model).
 
 Images are a flat batch `pixel_values` [N, H, W, C] (NHWC, normalised), ordered as their
 placeholders appear in `input_ids` read row by row: image n fills the n-th run of
@@ -24,32 +28,43 @@ import jax.numpy as jnp
 import numpy as np
 
 from mathjax_vl.models import logical_axes as ax
-from mathjax_vl.models.clip import CLIPVisionConfig, CLIPVisionModel
+from mathjax_vl.models import registry
+from mathjax_vl.models.decoder import DecoderConfig, DecoderOutput, KVCache
 from mathjax_vl.models.projectors import ProjectorConfig, make_projector
-from mathjax_vl.models.qwen2 import DecoderOutput, KVCache, Qwen2, Qwen2Config
-from mathjax_vl.models.siglip import SiglipVisionConfig, SiglipVisionModel
 
 Array = jax.Array
 
-VisionConfig = SiglipVisionConfig | CLIPVisionConfig
-VISION_KINDS = {"siglip": SiglipVisionConfig, "clip": CLIPVisionConfig}
+VisionConfig = Any  # any registered tower config (role "tower")
 SELECT_STRATEGIES = ("default", "full")
+# Train configs' short tower names (model.vision.kind) -> registry kinds.
+TOWER_ALIASES = {"siglip": "siglip_vision", "clip": "clip_vision"}
+DEFAULT_TEXT_KIND = "qwen2"
+
+
+def tower_kind(name: str) -> str:
+    """A tower kind given as registered ("siglip_vision") or short ("siglip")."""
+    return registry.get(TOWER_ALIASES.get(name, name), "tower").kind
 
 
 def vision_kind(cfg: VisionConfig) -> str:
-    return "siglip" if isinstance(cfg, SiglipVisionConfig) else "clip"
+    """The short tower name stored in checkpoints ("siglip" / "clip" for the built-ins)."""
+    kind = registry.spec_of(cfg).kind
+    short = {v: k for k, v in TOWER_ALIASES.items()}
+    return short.get(kind, kind)
 
 
 @dataclasses.dataclass(frozen=True)
 class VLMConfig:
     vision: VisionConfig
-    text: Qwen2Config
+    text: DecoderConfig
     projector: ProjectorConfig
     image_token_id: int
     vision_feature_layer: int | tuple[int, ...] = -2
     vision_feature_select_strategy: str = "default"
 
     def __post_init__(self):
+        registry.get(registry.kind_of(self.vision), "tower")
+        registry.get(registry.kind_of(self.text), "decoder")
         if self.vision_feature_select_strategy not in SELECT_STRATEGIES:
             raise ValueError(
                 f"vision_feature_select_strategy {self.vision_feature_select_strategy!r} not in "
@@ -78,39 +93,23 @@ class VLMConfig:
         n = self.vision.num_patches + int(self.vision.has_class_token)
         return n - 1 if self.vision_feature_select_strategy == "default" else n
 
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any], **knobs: Any) -> VLMConfig:
-        """From a LlavaConfig dict (SigLIP/CLIP vision + Qwen2 text); see hf.llava."""
-        from mathjax_vl.hf.llava import config_from_hf
-
-        return config_from_hf(hf, **knobs)
-
-    def to_hf(self) -> dict[str, Any]:
-        """The LlavaConfig dict; raises for a projector Llava cannot express (SwiGLU)."""
-        from mathjax_vl.hf.llava import config_to_hf
-
-        return config_to_hf(self)
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["vision_kind"] = vision_kind(self.vision)
+        d["text_kind"] = registry.kind_of(self.text)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VLMConfig:
+        """Inverse of to_dict; checkpoints written before text_kind existed hold a Qwen2."""
         d = dict(d)
-        kind = d.pop("vision_kind")
-        vision = dict(d.pop("vision"))
-        for k in ("image_mean", "image_std"):
-            if k in vision:
-                vision[k] = tuple(vision[k])
-        text = dict(d.pop("text"))
-        if isinstance(text.get("eos_token_id"), list):
-            text["eos_token_id"] = tuple(text["eos_token_id"])
+        vision = registry.config_from_dict(tower_kind(d.pop("vision_kind")), d.pop("vision"))
+        text_kind = d.pop("text_kind", None) or DEFAULT_TEXT_KIND
+        text = registry.config_from_dict(text_kind, d.pop("text"), role="decoder")
         layer = d.pop("vision_feature_layer")
         return cls(
-            vision=VISION_KINDS[kind](**vision),
-            text=Qwen2Config(**text),
+            vision=vision,
+            text=text,
             projector=ProjectorConfig(**d.pop("projector")),
             vision_feature_layer=layer if isinstance(layer, int) else tuple(layer),
             **d,
@@ -155,16 +154,15 @@ class VLM(nn.Module):
 
     def setup(self):
         cfg = self.cfg
-        tower = SiglipVisionModel if isinstance(cfg.vision, SiglipVisionConfig) else CLIPVisionModel
-        self.vision_tower = tower(cfg.vision)
+        self.vision_tower = registry.build(cfg.vision)
         self.multi_modal_projector = make_projector(cfg.projector)
-        self.language_model = Qwen2(cfg.text)
+        self.language_model = registry.build(cfg.text)
 
     def image_features(self, pixel_values: Array) -> Array:
         """pixel_values [N, H, W, C] -> projected features [N, image_seq_length, D_text]."""
         cfg = self.cfg
-        kwargs = {"use_head": False} if isinstance(cfg.vision, SiglipVisionConfig) else {}
-        out = self.vision_tower(pixel_values, feature_layers=cfg.feature_layers, **kwargs)
+        # use_head=False: a pooling head (SigLIP's MAP) is never needed for features
+        out = self.vision_tower(pixel_values, feature_layers=cfg.feature_layers, use_head=False)
         feats = out.features
         if cfg.vision_feature_select_strategy == "default":
             feats = tuple(f[:, 1:] for f in feats)
@@ -214,40 +212,13 @@ def init_params(cfg: VLMConfig, rng: Array) -> Any:
     return VLM(cfg).init(rng, ids)["params"]
 
 
-def generate_vlm(
-    cfg: VLMConfig,
-    params: Any,
-    input_ids: Any,
-    attention_mask: Any = None,
-    pixel_values: Any = None,
-    sampling: Any = None,
-    rng: Array | None = None,
-):
-    """Generation with images: the VLM builds the prompt embeddings (image features scattered
-    in), then mathjax_vl.decoding prefills the decoder from them and decodes token ids.
-
-    input_ids [B, T] (left- or right-padded), pixel_values [N, H, W, C] or None.
-    Returns decoding.GenerateOutput (tokens [B, max_new_tokens], lengths [B]).
-    """
-    from mathjax_vl.decoding import generate
-
-    params = nn.meta.unbox(params)
-    params = params.get("params", params)
-    ids = jnp.asarray(input_ids, jnp.int32)
-    if pixel_values is not None:
-        check_image_tokens(input_ids, np.shape(pixel_values)[0], cfg)
-        pixel_values = jnp.asarray(pixel_values)
-    embeds = _embed_jit(cfg, params, ids, pixel_values)
-    return generate(
-        Qwen2(cfg.text),
-        params["language_model"],
-        inputs_embeds=embeds,
-        attention_mask=attention_mask,
-        sampling=sampling,
-        rng=rng,
+registry.register(
+    registry.Architecture(
+        kind="llava",
+        role="composite",
+        config_cls=VLMConfig,
+        module_cls=VLM,
+        aliases=("vlm",),
+        description="LLaVA-style VLM: any tower + projector + any decoder",
     )
-
-
-@jax.jit(static_argnames=("cfg",))
-def _embed_jit(cfg: VLMConfig, params: Any, input_ids: Array, pixel_values: Array | None):
-    return VLM(cfg).apply({"params": params}, input_ids, pixel_values, method=VLM.embed)
+)

@@ -138,10 +138,9 @@ def evaluate_stage(demo, paths: dict[str, str], workdir: str, out: Path) -> tupl
 def codify_stage(demo, paths: dict[str, str], workdir: str, problems) -> dict[str, int]:
     """MathCoder-VL's model-in-the-loop step with the image-to-code checkpoint: write programs for
     held-out figures, run them in the sandbox, keep those whose render matches (counts)."""
-    from mathjax_vl.cli.commands.codify import make_generate
     from mathjax_vl.datagen.codify import CodifyConfig, codify
     from mathjax_vl.datagen.sandbox import FigureExecutor, SandboxConfig
-    from mathjax_vl.eval.generation import GenerationConfig, GenerationEngine
+    from mathjax_vl.eval.generation import GenerationConfig, GenerationEngine, codify_generator
     from mathjax_vl.eval.loading import load_train_checkpoint
 
     handle = load_train_checkpoint(
@@ -154,7 +153,7 @@ def codify_stage(demo, paths: dict[str, str], workdir: str, problems) -> dict[st
     figures = [(f"{p.problem_id}-{p.version}", p.images[0]) for p in problems if p.images]
     figures = figures[: demo.eval.codify_figures]
     with FigureExecutor(SandboxConfig(workers=1, timeout_s=10.0)) as executor:
-        report = codify(figures, make_generate(engine), executor, CodifyConfig(), batch_size=4)
+        report = codify(figures, codify_generator(engine), executor, CodifyConfig(), batch_size=4)
     return report.counts()
 
 

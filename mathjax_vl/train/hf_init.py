@@ -2,10 +2,11 @@
 straight into the sharded training state.
 
 `init.hf_dir` may be one directory or a list: each is opened by mathjax_vl.hf.registry and placed
-in the task's parameter tree by its kind (a Llava dir fills the whole VLM; a Qwen2 dir fills
-`language_model`, a SigLIP/CLIP vision dir fills `vision_tower`, a CLIP dir fills the dual
-encoder). Parameters no directory provides keep their fresh initialisation and are listed in the
-log.
+in the task's parameter tree where the model registry says it sits (`placement`): a directory of
+the model's own kind fills the whole tree; inside a VLM a decoder (any registered kind) fills
+`language_model` and a tower `vision_tower` (each part's registry `scope`); a CLIP dir fills the
+dual encoder's `clip` scope. Parameters no directory provides keep their fresh initialisation
+and are listed in the log.
 
 Nothing is loaded whole: the directories are opened lazily (hf.streaming), and each parameter is
 built with `jax.make_array_from_single_device_arrays` from the regions this process's devices
@@ -17,6 +18,7 @@ pod no host reads, and no device receives, more than its shards of a sharded par
 from __future__ import annotations
 
 import ast
+import dataclasses
 import logging
 from typing import Any
 
@@ -27,15 +29,39 @@ from flax import traverse_util
 
 log = logging.getLogger(__name__)
 
-# (task model kind, HF kind) -> prefix of that HF tree inside ours ("" = the whole tree)
-PLACEMENT = {
-    ("qwen2", "qwen2"): "",
-    ("vlm", "llava"): "",
-    ("vlm", "qwen2"): "language_model",
-    ("vlm", "siglip_vision"): "vision_tower",
-    ("vlm", "clip_vision"): "vision_tower",
-    ("dual_encoder", "clip"): "clip",
-}
+
+def _parts(model_cfg: Any) -> dict[str, Any]:
+    """A composite's part configs by registry kind (towers and decoders; projectors have no HF
+    directory of their own)."""
+    from mathjax_vl.models import registry
+
+    out = {}
+    for f in dataclasses.fields(model_cfg):
+        part = getattr(model_cfg, f.name)
+        if dataclasses.is_dataclass(part) and registry.spec_of(part).role != "projector":
+            out[registry.kind_of(part)] = part
+    return out
+
+
+def placement(config: ml_collections.ConfigDict, model_cfg: Any, kind: str, path: str) -> str:
+    """Prefix of a `kind` tree inside the task's params ("" = the whole tree), from the model
+    registry: the model's own kind -> "" (the dual encoder: its "clip" scope), a composite's
+    part -> that part's scope. The kind must match the part's configured kind (a Llama dir
+    cannot fill a Qwen2 language model); otherwise the error lists the kinds that fit."""
+    from mathjax_vl.models import build, registry
+
+    own = registry.kind_of(model_cfg)
+    src = registry.get(kind)
+    is_dual = build.model_kind(config.model) == build.DUAL_ENCODER_KIND
+    parts = _parts(model_cfg) if registry.spec_of(model_cfg).role == "composite" else {}
+    if src.kind == own:
+        return build.DUAL_ENCODER_SCOPE if is_dual else ""
+    if src.kind in parts and src.scope is not None:
+        return src.scope
+    raise ValueError(
+        f"{path}: a {kind!r} model cannot initialise model.kind={config.model.get('kind')!r} "
+        f"({own!r}); kinds that fit: {sorted({own, *parts})}"
+    )
 
 
 def place(value: Any, like: Any, name: str = "") -> jax.Array:
@@ -92,18 +118,15 @@ def hf_dirs(value: Any) -> list[str]:
 def load_params(config: ml_collections.ConfigDict, hf_dir: Any, fresh: Any) -> Any:
     """Fresh params (jax arrays, sharded as training wants) with every tensor the directories
     provide replaced by its sharded load (shapes and dtypes checked)."""
+    from mathjax_vl.models.build import model_config
+
     dirs = hf_dirs(hf_dir)
-    model_kind = config.model.get("kind", "qwen2")
+    model_cfg = model_config(config.model)
     flat = traverse_util.flatten_dict(fresh, sep="/")
     provided: set[str] = set()
     for path in dirs:
         kind, params = _open(path)
-        if (model_kind, kind) not in PLACEMENT:
-            raise ValueError(
-                f"{path}: a {kind!r} model cannot initialise model.kind={model_kind!r}; "
-                f"supported pairs: {sorted(PLACEMENT)}"
-            )
-        prefix = PLACEMENT[(model_kind, kind)]
+        prefix = placement(config, model_cfg, kind, path)
         for key, value in traverse_util.flatten_dict(params, sep="/").items():
             ours = f"{prefix}/{key}" if prefix else key
             if ours not in flat:

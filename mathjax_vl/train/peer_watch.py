@@ -14,10 +14,12 @@ complete one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 EXIT_PEER_LOST = 4
 
@@ -66,6 +68,16 @@ class StepWatchdog:
 
     def beat(self) -> None:
         self._last = time.monotonic()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No deadline inside (a checkpoint save may legitimately take long; its barriers go
+        through the coordination service, whose heartbeat catches a dead peer)."""
+        last, self._last = self._last, None
+        try:
+            yield
+        finally:
+            self._last = time.monotonic() if last is not None else None
 
     def stop(self) -> None:
         self._stop.set()

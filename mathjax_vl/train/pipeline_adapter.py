@@ -19,10 +19,11 @@ import ml_collections
 import numpy as np
 
 from mathjax_vl.errors import ConfigError
+from mathjax_vl.losses.constants import IGNORE_INDEX
 from mathjax_vl.train.tasks.base import Task
 
 # padding value per batch key suffix (the pipelines' conventions)
-_PAD = {"labels": -100, "response_labels": -100}
+_PAD = {"labels": IGNORE_INDEX, "response_labels": IGNORE_INDEX}
 
 
 def pad_to_spec(batch: dict[str, np.ndarray], spec: dict[str, Any], local_batch: int) -> dict:

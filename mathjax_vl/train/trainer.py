@@ -10,6 +10,7 @@ SIGTERM -> save and exit 0) -> final save.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -286,7 +287,10 @@ class Trainer:
                 ckpt.poll()
                 stop = self._agree(preempted["flag"])
                 if stop or ckpt.should_save(step) or step == stop_at:
-                    ckpt.save(step, state, iterator.get_state(), {"step": step, "fingerprint": fp})
+                    with watchdog.paused() if watchdog else contextlib.nullcontext():
+                        ckpt.save(
+                            step, state, iterator.get_state(), {"step": step, "fingerprint": fp}
+                        )
                     last_ckpt = str(ckpt.directory / str(step))
                 if stop:
                     status = "preempted"

@@ -103,3 +103,70 @@ def test_mathvista_normalisation():
     assert mathvista_normalize("abc", question_type="free_form", answer_type="integer") is None
     with pytest.raises(ValueError, match="needs its choices"):
         mathvista_normalize("A", question_type="multi_choice", answer_type="text")
+
+
+@pytest.mark.parametrize(
+    ("response", "choices", "expected", "rule"),
+    [
+        # The typical failures of issue 14, each as the response commits to it.
+        ("The answer is **(B) No**", ("Yes", "No"), "B", "phrase"),
+        ("**(C) 7**\n\nBecause the angles sum to 180.", ("5", "6", "7"), "C", "bold"),
+        ("Looking at the chart, Periwinkle is not the maximum.", ("yes", "no"), "B", "yes_no"),
+        ("Looking at the chart, Periwinkle has the maximum value.", ("yes", "no"), "A", "yes_no"),
+        (
+            "f'(2) = 12 and f'(5) = 75, so the derivative at x=2 is less than at x=5.",
+            ("larger than", "equal to", "smaller than"),
+            "C",
+            "paraphrase",
+        ),
+        (
+            "(B) 8/11\n\nSince 8 of the 11 parts are blue, 3/11 are not blue.",
+            ("3/11", "8/11", "6/11"),
+            "B",
+            "first_line",
+        ),
+        (
+            "If the bars are equal, the answer is (A) Yes. Otherwise, the answer is (B) No. "
+            "Without the data we cannot determine the answer.",
+            ("Yes", "No"),
+            None,
+            "none",
+        ),
+        ("The correct option is (b).", ("(c)", "(a)", "(b)"), "C", "phrase"),  # option text "(b)"
+        ("所以答案是C", ("1", "1.5", "2"), "C", "phrase"),
+    ],
+)
+def test_choice_commitments(response, choices, expected, rule):
+    extracted = extract_answer(response, choices, "multi_choice")
+    assert (extracted.text, extracted.rule) == (expected, rule)
+
+
+@pytest.mark.parametrize(
+    ("response", "answer_type", "expected"),
+    [
+        ("The total is 1,250 dollars.", "integer", "1250"),
+        ("So the percentage is 45%.", "integer", "45"),
+        ("Therefore, the number of bars with value below 40 is 3.", "integer", "3"),
+        (
+            "Since the 4 dots are divided into 2 equal groups, there are 4/2 = 2 dots.",
+            "integer",
+            "2",
+        ),
+        ("The line graph peaks between 2007 and 2008.", "list", "[2007, 2008]"),
+        ("The answer is $\\frac{3}{4}$.", "float", "3/4"),
+        ("The question does not provide enough information to find f(0).", "integer", None),
+    ],
+)
+def test_free_form_commitments(response, answer_type, expected):
+    assert extract_answer(response, None, answer_type).text == expected
+
+
+def test_mathvista_list_and_unicode_normalisation():
+    assert (
+        mathvista_normalize("2007, 2008", question_type="free_form", answer_type="list")
+        == "[2007, 2008]"
+    )
+    assert (
+        mathvista_normalize("3/4", question_type="free_form", answer_type="float", precision=2)
+        == "0.75"
+    )

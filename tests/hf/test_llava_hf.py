@@ -165,12 +165,13 @@ def test_bad_inputs(src_dir, tmp_path):
 def test_config_round_trips(src_dir):
     """VLMConfig <-> LlavaConfig dict and <-> JSON (our checkpoint) are lossless; transformers
     accepts the exported config."""
+    from mathjax_vl.hf.llava import config_from_hf, config_to_hf
     from mathjax_vl.models.vlm import VLMConfig
 
     cfg, _ = load_llava(src_dir)
-    assert VLMConfig.from_hf(cfg.to_hf()) == cfg
+    assert config_from_hf(config_to_hf(cfg)) == cfg
     assert VLMConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    hf_cfg = transformers.LlavaConfig(**cfg.to_hf())
+    hf_cfg = transformers.LlavaConfig(**config_to_hf(cfg))
     assert hf_cfg.image_token_id == cfg.image_token_id
     assert (
         hf_cfg.vision_config.model_type

@@ -212,7 +212,10 @@ def test_unsupported_config_feature(hf_dirs, tmp_path):
     shutil.copytree(hf_dirs["tied"], d)
     cfg_file = os.path.join(d, "config.json")
     hf_cfg = json.load(open(cfg_file))
-    hf_cfg["use_sliding_window"] = True
+    # sliding windows import now (tests/hf/test_decoder_family.py); a full/sliding layer mix
+    # (window from layer 1 of 2 on) is what the one-window-for-all-layers model cannot express
+    hf_cfg.update(use_sliding_window=True, sliding_window=4, max_window_layers=1)
+    hf_cfg.pop("layer_types", None)
     json.dump(hf_cfg, open(cfg_file, "w"))
     with pytest.raises(common.ConversionError, match="sliding"):
         load_qwen2(d)

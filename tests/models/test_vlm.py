@@ -118,8 +118,7 @@ def test_image_token_count_mismatch_raises(tmp_path):
 def test_greedy_generation_with_images_matches_transformers(tmp_path, vision):
     """32 greedy tokens, batch of 3 prompts of different lengths (left-padded as HF generates),
     rows with 1, 0 and 2 images."""
-    from mathjax_vl.decoding import SamplingConfig
-    from mathjax_vl.models.vlm import generate_vlm
+    from mathjax_vl.decoding import SamplingConfig, generate_vlm
 
     ref_model = make_tiny_llava(str(tmp_path), vision, -2, "default", seed=3)
     cfg, params = load_llava(str(tmp_path))
@@ -159,8 +158,8 @@ def test_image_preprocessing_matches_hf_processor(tower):
     import transformers as tf
     from PIL import Image
 
+    from mathjax_vl.data.tower_images import preprocess_images
     from mathjax_vl.models.clip import CLIPVisionConfig
-    from mathjax_vl.models.image_processing import preprocess_images
     from mathjax_vl.models.siglip import SiglipVisionConfig
 
     img = Image.fromarray(np.random.RandomState(0).randint(0, 255, (37, 53, 3)).astype(np.uint8))

@@ -7,9 +7,9 @@ PUMA stage 2's full-batch step also shows the LLM frozen, with no optimizer stat
 
 The default run covers both accumulation paths (normalised sums: SFT and PUMA "released", whose
 KL divides by the GLOBAL sequence count; cached embeddings: CLIP) on 1 device and PUMA
-"released" on 8 (see DEFAULT); tests/losses checks the normalisers of all three PUMA normalisations and the CE with
-z-loss at the loss level. The rest of the matrix (every objective x accumulation 2, 4 x 1 and 8
-devices) is `slow`:
+"released" on 8 (see DEFAULT); tests/losses checks the normalisers of all three PUMA
+normalisations and the CE with z-loss at the loss level. The rest of the matrix (every
+objective x accumulation 2, 4 x 1 and 8 devices) is `slow`:
 
     python -m pytest -q -p no:xdist -m slow tests/train/test_accumulation.py
 """

@@ -11,9 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[2]
 CONFIG = str(ROOT / "configs" / "tiny_text_sft.py")
-STEPS, INTERVAL = 6, 3
+STEPS, INTERVAL = 9, 2
+# With several processes a checkpoint's manifest is written at the next save, so checkpoint 2 is
+# complete once step 4 saved: kill after step 5, mid-run, with a complete checkpoint behind.
+KILL_AFTER = 5
 
 
 def _free_port() -> int:
@@ -70,12 +75,14 @@ def _complete_steps(workdir: Path) -> list[int]:
     )
 
 
+@pytest.mark.slow  # 99 s wall / 72 CPU-s (two processes compile twice): run with
+# python -m pytest -q -p no:xdist -m slow tests/train/test_multihost_kill.py
 def test_killed_peer_ends_the_survivor_with_a_message_and_the_run_resumes(tmp_path):
     cache, workdir = tmp_path / "cache", tmp_path / "run"
     procs = _launch(workdir, cache, "--config.debug.step_sleep_s=0.3")
     try:
         start = time.time()
-        while not (INTERVAL in _complete_steps(workdir) and _last_step(workdir) >= INTERVAL + 1):
+        while not (INTERVAL in _complete_steps(workdir) and _last_step(workdir) >= KILL_AFTER):
             assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
             assert time.time() - start < 600, "the two processes never reached a checkpoint"
             time.sleep(0.1)
@@ -110,3 +117,28 @@ def test_killed_peer_ends_the_survivor_with_a_message_and_the_run_resumes(tmp_pa
     assert _complete_steps(workdir)[-1] == STEPS
     steps = {r["step"] for r in _rows(workdir) if "batch_fingerprint" in r}
     assert steps == set(range(1, STEPS + 1))
+
+
+WATCHDOG = """
+import sys, time
+from mathjax_vl.train.peer_watch import StepWatchdog
+dog = StepWatchdog(0.5, lambda: "no step finished (test)").start()
+time.sleep(1.0)  # not armed before the first beat: compiling peers wait for each other
+dog.beat()
+with dog.paused():  # a long checkpoint save does not fire it
+    time.sleep(1.0)
+print("alive", flush=True)
+time.sleep(5)  # no beat: fires after 0.5 s
+print("not reached", flush=True)
+"""
+
+
+def test_step_watchdog_exits_with_a_message_when_no_step_finishes():
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-c", WATCHDOG], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stdout == "alive\n" and proc.stderr == "error: no step finished (test)\n"
+    assert time.time() - start < 30

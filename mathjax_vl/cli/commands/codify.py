@@ -82,23 +82,17 @@ def list_figures(folder: str) -> list[tuple[str, bytes]]:
 
 
 def make_generate(engine):
-    """The `generate(list[png]) -> list[str]` callable codify() wants, from a GenerationEngine."""
-    from mathjax_vl.data.records import IMAGE_PLACEHOLDER
-    from mathjax_vl.datagen.codify import PYTHON_PROMPT
-    from mathjax_vl.eval.generation import Request
+    """The `generate(list[png]) -> list[str]` callable codify() wants (eval.generation)."""
+    from mathjax_vl.eval.generation import codify_generator
 
-    def generate(images):
-        requests = [Request(f"{IMAGE_PLACEHOLDER}\n{PYTHON_PROMPT}", (png,)) for png in images]
-        return [g.text for g in engine.generate(requests)]
-
-    return generate
+    return codify_generator(engine)
 
 
 def build_generate(args):
     from mathjax_vl.cli.commands.eval import build_engine
 
     engine = build_engine(args)
-    if engine.handle.kind != "vlm":
+    if not engine.handle.is_vlm:
         raise ValueError(
             f"--model {args.model}: codify needs a vision-language model, not a text decoder"
         )

@@ -7,7 +7,7 @@
 (tokenizer.json, read with `tokenizers`) comes from --tokenizer or the model dir. The prompt is
 wrapped in ChatML (system "You are a helpful assistant.", the image placeholders before the text,
 as Math-PUMA does) unless --raw; each image becomes image_seq_length image tokens. Images are
-preprocessed like the tower's HF processor (mathjax_vl.models.image_processing). Generation stops
+preprocessed like the tower's HF processor (mathjax_vl.data.tower_images). Generation stops
 at <|im_end|> / <|endoftext|> (when the tokenizer has them) or after --max-new-tokens.
 Exit status 0 on success, 2 on bad input.
 """
@@ -82,10 +82,15 @@ def run(args) -> int:
     from mathjax_vl.hf.common import ConversionError
 
     try:
+        from mathjax_vl.eval.loading import generator_kind
+
         kind, cfg, params = registry.load_any(args.model)
-        if kind not in ("llava", "qwen2"):
+        from mathjax_vl.models import registry as model_registry
+
+        if generator_kind(kind) is None:
             raise ValueError(f"{args.model}: a {kind} model does not generate text")
-        if args.image and kind != "llava":
+        vlm = model_registry.get(kind).role == "composite"
+        if args.image and not vlm:
             raise ValueError(f"{args.model}: a text-only {kind} model cannot take --image")
         tokenizer = load_tokenizer(args.tokenizer or args.model)
         stop = tuple(i for i in (tokenizer.token_to_id(s) for s in STOP_STRINGS) if i is not None)
@@ -96,8 +101,8 @@ def run(args) -> int:
             stop_tokens=stop,
             pad_token=0,
         )
-        if kind == "llava":
-            from mathjax_vl.models.image_processing import preprocess_images
+        if vlm:
+            from mathjax_vl.data.tower_images import preprocess_images
 
             pixels = preprocess_images(args.image, cfg.vision) if args.image else None
             ids = build_prompt_ids(
@@ -116,15 +121,14 @@ def run(args) -> int:
         return 2
     ids = np.asarray([ids], np.int32)
     rng = jax.random.PRNGKey(args.seed)
-    if kind == "llava":
-        from mathjax_vl.models.vlm import generate_vlm
+    if vlm:
+        from mathjax_vl.decoding import generate_vlm
 
         out = generate_vlm(cfg, params, ids, None, pixels, sampling, rng)
     else:
         from mathjax_vl.decoding import generate
-        from mathjax_vl.models.qwen2 import Qwen2
 
-        out = generate(Qwen2(cfg), params, ids, sampling=sampling, rng=rng)
+        out = generate(model_registry.build(cfg), params, ids, sampling=sampling, rng=rng)
     n = int(out.lengths[0])
     tokens = [int(t) for t in np.asarray(out.tokens[0, :n]) if int(t) not in stop]
     print(tokenizer.decode(tokens, skip_special_tokens=True))

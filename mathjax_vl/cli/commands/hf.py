@@ -7,8 +7,9 @@
         [--train-override KEY=VALUE ...] [--tokenizer DIR] [--dtype bfloat16]
         [--max-shard-size 50GB]
 
-import-hf reads a local HF directory (Qwen2ForCausalLM, LlavaForConditionalGeneration with a
-SigLIP or CLIP tower, SiglipVisionModel, SiglipModel, CLIPModel, CLIPVisionModel; safetensors,
+import-hf reads a local HF directory of any architecture in mathjax_vl.hf.registry
+(Qwen2/Qwen3/Llama/MistralForCausalLM, LlavaForConditionalGeneration with a SigLIP or CLIP tower
+and any of those decoders, SiglipVisionModel, SiglipModel, CLIPModel, CLIPVisionModel; safetensors,
 sharded or not, or pytorch_model.bin) and writes our checkpoint (mathjax_vl.hf.checkpoint):
     OUT/mathjax_vl_model.json   {"format_version": 2, "kind", "config", "source_dtype", ...}
     OUT/params*.safetensors     the params tree (flat keys a/b/c), sharded at --max-shard-size
@@ -16,16 +17,17 @@ plus the tokenizer / processor files found in SRC_DIR, so `generate` and `export
 Both commands stream: one tensor is read, mapped, cast and written at a time, so memory stays
 near one block, not one model. Parameters keep the source dtype unless --param-dtype says
 otherwise; the source dtype is recorded.
-export-hf writes an HF directory loadable by `from_pretrained` (Llava, Qwen2, SigLIP, CLIP),
+export-hf writes an HF directory loadable by `from_pretrained` (the same architectures),
 shard by shard with an index like save_pretrained (--max-shard-size, default transformers'
 50GB), in --dtype, else in the source dtype recorded at import (a one-line notice says so when
 the params differ, e.g. a float32 master of a bfloat16 model), copying tokenizer/processor files
 from --tokenizer (default: the checkpoint dir). A model with the Math-PUMA SwiGLU projector
 cannot be exported as Llava: the command says so and writes nothing.
-With --train-dir it exports a training run instead (mathjax_vl.hf.export_run): the newest
+With --train-dir it exports a training run instead (mathjax_vl.eval.export_run): the newest
 complete checkpoint (or --step N), trainable + frozen params, the architecture from the stage
-config (--train-config, default RUN_DIR/config.py as the demo writes); model.kind qwen2 ->
-Qwen2ForCausalLM, vlm -> LlavaForConditionalGeneration, dual_encoder (CLIP loss) -> CLIPModel.
+config (--train-config, default RUN_DIR/config.py as the demo writes); a decoder model.kind
+(qwen2, qwen3, llama, mistral) -> its *ForCausalLM, vlm -> LlavaForConditionalGeneration,
+dual_encoder (CLIP loss) -> CLIPModel.
 The two forms are exclusive.
 Exit status 0 on success, 2 on bad input: one line naming the file and tensor (a truncated or
 missing shard, a dtype the model cannot take, a shape mismatch); nothing is left in OUT.
@@ -217,8 +219,8 @@ def run_export(args) -> int:
 
 
 def _export_train_run(args) -> int:
+    from mathjax_vl.eval.export_run import export_run
     from mathjax_vl.hf.common import ConversionError
-    from mathjax_vl.hf.export_run import export_run
 
     out = args.out_dir
     try:

@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-IGNORE = -100
+from mathjax_vl.losses.constants import IGNORE_INDEX
+
+IGNORE = IGNORE_INDEX
 
 
 def shifted_targets(labels: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -86,14 +88,18 @@ def flatten_tokens(x: jax.Array) -> jax.Array:
     return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
-def qwen2_config(cfg: ml_collections.ConfigDict) -> Any:
-    from mathjax_vl.models.qwen2 import Qwen2Config
+def decoder_config(cfg: ml_collections.ConfigDict, kind: str | None = None) -> Any:
+    """The decoder config of `model.decoder` (any registered decoder kind; models.build)."""
+    from mathjax_vl.models.build import decoder_config as build
 
-    return Qwen2Config(**cfg.to_dict())
+    return build(cfg, kind)
+
+
+qwen2_config = decoder_config  # historical name
 
 
 def decoder_train_flops(cfg: Any, seq_len: int) -> float:
-    """Model FLOPs of one training row through the Qwen2 decoder (fwd + bwd = 3x forward):
+    """Model FLOPs of one training row through the decoder (fwd + bwd = 3x forward):
     2 * matmul params per token, plus attention scores/values 4 * T * D_attn per token per layer,
     plus the LM head."""
     d, f, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers

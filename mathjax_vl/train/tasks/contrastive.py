@@ -5,31 +5,12 @@ negatives come from the whole global batch, also under gradient accumulation (Gr
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from mathjax_vl.train.tasks.base import Task
-
-
-class _DualEncoderWithBias(nn.Module):
-    """CLIPDualEncoder plus SigLIP's learned logit bias (init -10, as the SigLIP paper)."""
-
-    cfg: object
-    with_bias: bool
-
-    @nn.compact
-    def __call__(self, pixel_values, input_ids, attention_mask):
-        from mathjax_vl.models.clip import CLIPDualEncoder
-
-        out = CLIPDualEncoder(self.cfg, name="clip")(pixel_values, input_ids, attention_mask)
-        if self.with_bias:
-            out["logit_bias"] = self.param(
-                "logit_bias", nn.with_logical_partitioning(nn.initializers.constant(-10.0), ()), ()
-            )
-        return out
 
 
 class Contrastive(Task):
@@ -39,25 +20,11 @@ class Contrastive(Task):
     accumulation = "embeddings"
 
     def __init__(self, config: ml_collections.ConfigDict):
-        from mathjax_vl.models.clip import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+        from mathjax_vl.models import build
 
         self.cfg = config
-        m = config.model
-        vision = dict(m.vision.to_dict())
-        vision.pop("kind", None)
-        for k in ("image_mean", "image_std"):
-            if k in vision:
-                vision[k] = tuple(vision[k])
-        self.clip_cfg = CLIPConfig(
-            vision=CLIPVisionConfig(**vision),
-            text=CLIPTextConfig(**m.text.to_dict()),
-            projection_dim=int(m.get("projection_dim", 512)),
-            logit_scale_init_value=float(m.get("logit_scale_init_value", 2.6592)),
-        )
-        self.kind = config.loss.get("contrastive", "clip")
-        if self.kind not in ("clip", "siglip"):
-            raise ValueError(f"loss.contrastive must be 'clip' or 'siglip', got {self.kind!r}")
-        self.model = _DualEncoderWithBias(self.clip_cfg, self.kind == "siglip")
+        self.kind = build.contrastive_loss(config)
+        self.clip_cfg, self.model = build.train_module(config)
         self.caption_len = int(config.data.get("caption_len", 32))
 
     def batch_spec(self, batch_size):
@@ -89,11 +56,14 @@ class Contrastive(Task):
         from mathjax_vl.losses.contrastive import clip_loss, siglip_loss
 
         img, txt = embeddings["image"], embeddings["text"]
-        scale = jnp.asarray(params["clip"]["logit_scale"], jnp.float32)
-        if self.kind == "clip":
-            loss = clip_loss(img, txt, scale)
-        else:
-            loss = siglip_loss(img, txt, scale, params["logit_bias"])
+        from mathjax_vl.models.build import DUAL_ENCODER_SCOPE
+
+        scale = jnp.asarray(params[DUAL_ENCODER_SCOPE]["logit_scale"], jnp.float32)
+        objectives = {
+            "clip": lambda: clip_loss(img, txt, scale),
+            "siglip": lambda: siglip_loss(img, txt, scale, params["logit_bias"]),
+        }
+        loss = objectives[self.kind]()
         sims = img @ txt.T
         acc = jnp.mean(jnp.argmax(sims, axis=1) == jnp.arange(sims.shape[0]))
         return loss, {self.kind: loss, "logit_scale": scale, "i2t_accuracy": acc}

@@ -34,6 +34,9 @@ class ImageToCode(MultimodalSFT):
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
-    if config.model.get("kind", "vlm") != "vlm":
-        raise ValueError("image_to_code needs model.kind = 'vlm'")
+    from mathjax_vl.models import build, registry
+
+    kind = build.model_kind({"kind": "vlm", **config.model})
+    if kind == build.DUAL_ENCODER_KIND or registry.get(kind).role != "composite":
+        raise ValueError(f"image_to_code needs model.kind = 'vlm', got {kind!r}")
     return ImageToCode(config)

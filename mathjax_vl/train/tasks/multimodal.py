@@ -17,11 +17,10 @@ class MultimodalSFT(Task):
     accumulation = "sum"
 
     def __init__(self, config: ml_collections.ConfigDict):
-        from mathjax_vl.models.vlm import VLM
+        from mathjax_vl.models import build
 
         self.cfg = config
-        self.vlm_cfg = vlm_common.vlm_config(config.model)
-        self.model = VLM(self.vlm_cfg)
+        self.vlm_cfg, self.model = build.train_module(config)
         self.seq_len = int(config.data.seq_len)
         self.max_images = int(config.data.get("max_images", 1))
         # layout="packing": several examples per row, segment ids keep attention (and, through
@@ -53,7 +52,7 @@ class MultimodalSFT(Task):
         )["params"]
 
     def lm_head(self, params):
-        from mathjax_vl.models.qwen2 import lm_head_weight
+        from mathjax_vl.models.decoder import lm_head_weight
 
         return lm_head_weight(params["language_model"], self.vlm_cfg.text)
 

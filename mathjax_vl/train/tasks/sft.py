@@ -1,5 +1,5 @@
-"""Next-token SFT: text-only (Qwen2 decoder) or multimodal (the VLM), Math-PUMA stages 1 and 3,
-LLaVA/MAVIS projector alignment and instruction tuning.
+"""Next-token SFT: text-only (any registered decoder) or multimodal (the VLM), Math-PUMA stages
+1 and 3, LLaVA/MAVIS projector alignment and instruction tuning.
 
 Batch keys: see tasks/common.py; multimodal adds pixel_values [B, N_img, H, W, C] float32 and
 image_mask [B, N_img] (1 = real image) as documented by mathjax_vl.data.pipelines.
@@ -19,17 +19,16 @@ from mathjax_vl.train.tasks.base import Task
 
 
 class TextSFT(Task):
-    """Causal-LM SFT of the Qwen2 decoder on (packed) token rows."""
+    """Causal-LM SFT of a decoder (any registered kind) on (packed) token rows."""
 
     name = "sft"
     accumulation = "sum"
 
     def __init__(self, config: ml_collections.ConfigDict):
-        from mathjax_vl.models.qwen2 import Qwen2
+        from mathjax_vl.models import build
 
         self.cfg = config
-        self.model_cfg = common.qwen2_config(config.model.decoder)
-        self.model = Qwen2(self.model_cfg)
+        self.model_cfg, self.model = build.train_module(config)
         self.seq_len = int(config.data.seq_len)
         # Packed rows (the text_sft pipeline) hold several conversations: attention must stay
         # within each one (segment ids) and positions restart per conversation.
@@ -60,7 +59,7 @@ class TextSFT(Task):
         return common.token_normalizers(batch["labels"])
 
     def loss(self, params, batch, rng, normalizers=None):
-        from mathjax_vl.models.qwen2 import lm_head_weight
+        from mathjax_vl.models.decoder import lm_head_weight
 
         hidden = self.hidden_states(params, batch)  # [B, T, D]
         targets, mask = common.shifted_targets(batch["labels"])
@@ -93,12 +92,16 @@ class TextSFT(Task):
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
-    """Text SFT when the model is a bare decoder, multimodal SFT when it is the VLM."""
-    kind = config.model.get("kind", "qwen2")
-    if kind == "qwen2":
+    """Text SFT when the model is a bare decoder, multimodal SFT when it is the VLM (the
+    registry's role of model.kind decides; unknown kinds list the registered ones)."""
+    from mathjax_vl.models import build, registry
+
+    kind = build.model_kind(config.model)
+    role = registry.get(kind).role if kind != build.DUAL_ENCODER_KIND else kind
+    if role == "decoder":
         return TextSFT(config)
-    if kind == "vlm":
+    if role == "composite":
         from mathjax_vl.train.tasks.multimodal import MultimodalSFT
 
         return MultimodalSFT(config)
-    raise ValueError(f"sft: model.kind must be 'qwen2' or 'vlm', got {kind!r}")
+    raise ValueError(f"sft: model.kind {kind!r} is not a decoder or a VLM")

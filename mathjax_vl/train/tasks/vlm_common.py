@@ -11,28 +11,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mathjax_vl.losses.constants import IGNORE_INDEX
+
 
 def vlm_config(cfg: ml_collections.ConfigDict):
-    from mathjax_vl.models.vlm import VLMConfig
+    """VLMConfig of a `model` block (models.build: any registered tower and decoder)."""
+    from mathjax_vl.models.build import vlm_config as build
 
-    d = cfg.to_dict()
-    vision = dict(d["vision"])
-    kind = vision.pop("kind", "siglip")
-    for k in ("image_mean", "image_std"):
-        if k in vision:
-            vision[k] = tuple(vision[k])
-    layer = d.get("vision_feature_layer", -2)
-    return VLMConfig.from_dict(
-        {
-            "vision_kind": kind,
-            "vision": vision,
-            "text": dict(d["decoder"]),
-            "projector": dict(d["projector"]),
-            "image_token_id": int(d["image_token_id"]),
-            "vision_feature_layer": layer if isinstance(layer, int) else tuple(layer),
-            "vision_feature_select_strategy": d.get("vision_feature_select_strategy", "default"),
-        }
-    )
+    return build(cfg)
 
 
 def flat_images(pixel_values: jax.Array, image_mask: jax.Array) -> jax.Array:
@@ -75,7 +61,7 @@ def synthetic_row(
         raise ValueError(f"seq_len {t} too short for {n_images} images of {image_tokens} tokens")
     length = int(rng.integers(head + 2, t + 1))
     mask = (np.arange(t) < length).astype(np.int32)
-    labels = np.where((np.arange(t) >= head) & (mask == 1), ids, -100).astype(np.int32)
+    labels = np.where((np.arange(t) >= head) & (mask == 1), ids, IGNORE_INDEX).astype(np.int32)
     ids = np.where(mask == 1, ids, 0).astype(np.int32)
     return {
         "input_ids": ids,

@@ -5,10 +5,12 @@ RUN_DIR/checkpoints/<step>/state), not the architecture, so the stage config is 
 file given (`configs/x.py[:arg]` plus the run's `--config.*` overrides) or, by default,
 RUN_DIR/config.py, which the trainer writes beside its checkpoints. The model
 tree is trainable + frozen (the optimizer state is never read) and is written by
-`hf.registry.save_hf` for the config's model kind: qwen2 -> Qwen2ForCausalLM,
-vlm -> LlavaForConditionalGeneration, dual_encoder (MAVIS CLIP-Math with the CLIP loss) ->
-CLIPModel. A dual encoder trained with the sigmoid loss is refused: its learned logit bias has no
-slot in CLIPModel, and dropping it would change what the exported model computes.
+`hf.registry.save_hf` for the registry kind of the run's model config: any decoder kind ->
+its *ForCausalLM (Qwen2, Qwen3, Llama, Mistral), vlm -> LlavaForConditionalGeneration (any
+tower + decoder), dual_encoder (MAVIS CLIP-Math with the CLIP loss) -> CLIPModel. A dual encoder
+trained with the sigmoid loss is refused: its learned logit bias has no slot in CLIPModel, and
+dropping it would change what the exported model computes. (This lives in eval/ because it reads
+trainer checkpoints and stage configs, which hf/ must not import.)
 """
 
 from __future__ import annotations
@@ -18,10 +20,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-# config.model.kind -> hf.registry kind
-RUN_KINDS = {"qwen2": "qwen2", "vlm": "llava", "dual_encoder": "clip"}
-# the contrastive task wraps the CLIP dual encoder in a module of this name (tasks.contrastive)
-DUAL_ENCODER_SCOPE = "clip"
 RUN_CONFIG_FILE = "config.py"
 
 
@@ -75,6 +73,8 @@ def load_run(
         resolve_step,
         restore_train_params,
     )
+    from mathjax_vl.hf import registry as hf_registry
+    from mathjax_vl.models import build, registry
     from mathjax_vl.train.config_loader import load_config
 
     if not os.path.isdir(run_dir):
@@ -84,13 +84,19 @@ def load_run(
         config = load_config(spec, list(overrides))
     except (FileNotFoundError, AttributeError, KeyError, TypeError, ValueError) as err:
         raise RunExportError(f"stage config {spec}: {err}") from err
-    model_kind = config.model.get("kind", "qwen2")
-    if model_kind not in RUN_KINDS:
+    try:
+        model_kind = build.model_kind(config.model)
+        cfg, module = model_for_config(config)
+        hf_kind = registry.kind_of(cfg)
+        hf_registry.get(hf_kind)
+    except (KeyError, ValueError) as err:
+        exportable = [k for k in hf_registry.kinds() if registry.get(k).role != "tower"]
         raise RunExportError(
-            f"{spec}: model.kind {model_kind!r} cannot be exported to Hugging Face; supported "
-            f"kinds: {sorted(RUN_KINDS)} ({', '.join(f'{k} -> {v}' for k, v in RUN_KINDS.items())})"
-        )
-    if model_kind == "dual_encoder" and config.loss.get("contrastive", "clip") != "clip":
+            f"{spec}: model.kind {config.model.get('kind')!r} cannot be exported to Hugging "
+            f"Face ({err}); exportable: decoder kinds, vlm, dual_encoder (kinds {exportable})"
+        ) from err
+    with_bias = build.CONTRASTIVE_LOSSES[build.contrastive_loss(config)]
+    if model_kind == build.DUAL_ENCODER_KIND and with_bias:
         raise RunExportError(
             f"{spec}: model.kind 'dual_encoder' trained with loss.contrastive "
             f"{config.loss.contrastive!r} cannot be exported: its learned logit_bias has no "
@@ -103,13 +109,12 @@ def load_run(
             "--workdir` dir or its checkpoints/ dir)"
         )
     step = resolve_step(ckpt_dir, step, RunExportError)
-    cfg, module = model_for_config(model_kind, config)
-    flat = restore_train_params(ckpt_dir, step, abstract_params(model_kind, cfg, module))
+    flat = restore_train_params(ckpt_dir, step, abstract_params(config, cfg, module))
     params = traverse_util.unflatten_dict(jax.tree.map(np.asarray, flat), sep="/")
-    if model_kind == "dual_encoder":
-        params = params[DUAL_ENCODER_SCOPE]
+    if model_kind == build.DUAL_ENCODER_KIND:
+        params = params[build.DUAL_ENCODER_SCOPE]
     tok = config.get("data", {}).get("tokenizer_dir") or None
-    return RunParams(RUN_KINDS[model_kind], cfg, params, step, ckpt_dir, spec, tok)
+    return RunParams(hf_kind, cfg, params, step, ckpt_dir, spec, tok)
 
 
 def export_run(
