@@ -62,7 +62,8 @@ class DatagenConfig:
     seed: int = 0
     workers: int = 1
     split: str | None = None  # None: DEFAULT_SPLIT[recipe]
-    families: tuple[str, ...] | None = None  # None: every registered family, in turn
+    # None: every registered family, in turn; an entry may be "family/subtype" (that subtype only)
+    families: tuple[str, ...] | None = None
     multiple_choice_fraction: float = 0.5  # mathverse_eval / instruct: share asked as choices
     max_split_attempts: int = 128  # seeds per item to find content of this split (5%: 0.14% fail)
     max_items_factor: float = 20.0  # give up after n * this + 100 items (a broken family)
@@ -79,6 +80,13 @@ class DatagenConfig:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.families is not None:
+            from mathjax_vl.datagen.families import resolve
+
+            if not self.families:
+                raise ValueError("families must name at least one family (or be None for all)")
+            for entry in self.families:
+                resolve(entry)  # an unknown family or subtype fails here, not in a worker
         if self.split is not None and self.split not in Q.SPLIT_BUCKETS:
             raise ValueError(
                 f"unknown split {self.split!r}; expected one of {list(Q.SPLIT_BUCKETS)}"
@@ -148,18 +156,18 @@ def build_item(payload: Mapping[str, Any], run_program) -> dict[str, Any]:
 
     Runs in a sandbox worker (`FigureExecutor.map_calls`); `run_program` renders under the guard.
     """
-    from mathjax_vl.datagen.families import FAMILIES
+    from mathjax_vl.datagen.families import FAMILIES, resolve
 
     config: DatagenConfig = payload["config"]
     index: int = payload["index"]
     split = config.resolved_split
     names = list(config.families or sorted(FAMILIES))
-    family = FAMILIES[names[index % len(names)]]
+    family, subtype = resolve(names[index % len(names)])
     retries = 0
     for attempt in range(config.max_split_attempts):
         seed = Q.split_seed(config.seed, split, index, attempt)
         try:
-            problem = family.generate(seed)
+            problem = family.generate(seed, subtype)
         except Exception as exc:
             return {
                 "rejected": "generation_failed",

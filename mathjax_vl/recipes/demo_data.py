@@ -24,6 +24,9 @@ class DemoDataConfig:
     n_image_code: int = 48  # MathCoder-VL image-code pairs
     n_eval_problems: int = 8  # held-out MathVerse-style problems (x 5 versions)
     vocab_size: int = 1024  # tokenizer (256 bytes + 4 specials + merges)
+    families: tuple[str, ...] | None = None  # None: every family; "family/subtype" narrows
+    multiple_choice_fraction: float = 0.5  # share of instruct / eval problems asked as choices
+    # A count of 0 skips that recipe (the ablation needs no image-code pairs).
 
 
 RECIPE_COUNTS = (
@@ -80,12 +83,16 @@ def generate_all(cfg: DemoDataConfig, out_dir: str, log=print) -> dict[str, str]
     sandbox = SandboxConfig(workers=cfg.workers)
     with FigureExecutor(sandbox) as executor:
         for offset, (recipe, field) in enumerate(RECIPE_COUNTS):
+            if getattr(cfg, field) == 0:
+                continue
             config = DatagenConfig(
                 recipe=recipe,
                 n=getattr(cfg, field),
                 seed=cfg.seed + 1000 * offset,
                 workers=cfg.workers,
                 sandbox=sandbox,
+                families=tuple(cfg.families) if cfg.families else None,
+                multiple_choice_fraction=cfg.multiple_choice_fraction,
             )
             paths[recipe], stats = generate_dataset(config, os.path.join(out_dir, "data"), executor)
             source = open_source(paths[recipe], config.resolved_split)

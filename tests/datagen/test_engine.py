@@ -183,3 +183,33 @@ def test_cli_writes_a_tfds_dataset_a_report_and_a_preview(tmp_path):
     assert all(r.caption and r.image.startswith(b"\x89PNG") for r in records)
     assert os.path.isfile(os.path.join(source.dataset_dir, "datagen_report.json"))
     assert preview.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_family_subtype_entry_narrows_generation_to_that_subtype(executor):
+    config = E.DatagenConfig(
+        recipe="captions",
+        n=4,
+        seed=3,
+        families=("plane_geometry/regular_polygon", "solid_geometry/cube"),
+        progress=False,
+    )
+    result = E.generate(config, executor)
+    assert len(result.records) == 4
+    run = _runner(executor)
+    subtypes = [E.build_item({"config": config, "index": i}, run)["subtype"] for i in range(4)]
+    assert subtypes == ["regular_polygon", "cube", "regular_polygon", "cube"]
+    with pytest.raises(KeyError, match="no subtype 'heptagon'"):
+        E.DatagenConfig(recipe="captions", n=1, families=("plane_geometry/heptagon",))
+    with pytest.raises(KeyError, match="unknown family 'topology'"):
+        E.DatagenConfig(recipe="captions", n=1, families=("topology",))
+    with pytest.raises(ValueError, match="at least one family"):
+        E.DatagenConfig(recipe="captions", n=1, families=())
+
+
+def test_cli_rejects_an_unknown_subtype_in_one_line(capsys):
+    from mathjax_vl.cli.main import main
+
+    argv = ["datagen", "--recipe", "captions", "--n", "1", "--out", "/nonexistent/x"]
+    assert main([*argv, "--families", "functions/fractal"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no subtype 'fractal'" in err

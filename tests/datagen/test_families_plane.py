@@ -199,3 +199,17 @@ def test_plane_mistakes_disagree_with_numeric_geometry(problems):
         got = independent(p)
         for m in p.mistakes:
             assert abs(float(m.value) - got) > 1e-6, (p.subtype, p.seed, m)
+
+
+def test_regular_polygons_vary_beyond_side_count_and_question():
+    """Only n and the question fix the answer; vertex names and the turn vary per seed, so a
+    polygon-only dataset has enough distinct problems to split and de-duplicate."""
+    problems = [generate("plane_geometry", s, "regular_polygon") for s in range(80)]
+    assert len({p.fingerprint() for p in problems}) == 80  # 21 (n, question) pairs exist
+    for p in problems:
+        n = int(p.fact_values["sides"])
+        letters = p.fact("sides").text.split()[0]
+        assert len(letters) == len(set(letters)) == n and letters == "".join(sorted(letters))
+        assert f"with {n} sides" in p.fact("sides").text
+        program = p.figure_program(p.fact_keys)
+        assert all(f"'{ch}'" in program or f'"{ch}"' in program for ch in letters)

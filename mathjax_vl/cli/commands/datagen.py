@@ -51,7 +51,11 @@ def register(subparsers) -> None:
     p.add_argument("--preview", default=None, help="write a contact sheet PNG here")
     p.add_argument("--preview-count", type=int, default=12)
     p.add_argument("--split", default=None, help="train | validation | test (default by recipe)")
-    p.add_argument("--families", default=None, help="comma-separated family names (default all)")
+    p.add_argument(
+        "--families",
+        default=None,
+        help="comma-separated family names (default all); family/subtype narrows to one subtype",
+    )
     p.add_argument("--timeout-s", type=float, default=10.0, help="CPU seconds per figure program")
     p.add_argument("--memory-limit-gb", type=float, default=2.0, help="per worker address space")
     p.add_argument("--no-progress", action="store_true")
@@ -86,17 +90,19 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mathjax_vl.datagen import engine
-    from mathjax_vl.datagen.families import FAMILIES
+    from mathjax_vl.datagen.families import resolve
     from mathjax_vl.datagen.preview import write_contact_sheet
     from mathjax_vl.datagen.sandbox import SandboxConfig
 
     families = None
     if args.families:
         families = tuple(name.strip() for name in args.families.split(",") if name.strip())
-        unknown = sorted(set(families) - set(FAMILIES))
-        if unknown:
-            print(f"datagen: unknown families {unknown}; have {sorted(FAMILIES)}", file=sys.stderr)
-            return 2
+        for entry in families:
+            try:
+                resolve(entry)
+            except KeyError as err:
+                print(f"datagen: --families: {err.args[0]}", file=sys.stderr)
+                return 2
     config = engine.DatagenConfig(
         recipe=args.recipe,
         n=args.n,

@@ -2,6 +2,8 @@
 
 Each family module defines ``FAMILY: spec.Family``. Family names are stable identifiers used in
 recipes and seed partitions: "plane_geometry", "solid_geometry", "functions", "analytic_geometry".
+A recipe may also name one subtype as "family/subtype" ("plane_geometry/regular_polygon"), which
+narrows generation to it (the seed still picks everything else).
 """
 
 from __future__ import annotations
@@ -17,3 +19,16 @@ def generate(family: str, seed: int, subtype: str | None = None) -> Problem:
     if family not in FAMILIES:
         raise KeyError(f"unknown family {family!r}; have {sorted(FAMILIES)}")
     return FAMILIES[family].generate(seed, subtype)
+
+
+def resolve(entry: str) -> tuple[Family, str | None]:
+    """'family' or 'family/subtype' -> (Family, subtype or None); unknown names raise KeyError."""
+    name, _, subtype = entry.partition("/")
+    if name not in FAMILIES:
+        raise KeyError(f"unknown family {name!r} in {entry!r}; have {sorted(FAMILIES)}")
+    family = FAMILIES[name]
+    if subtype and subtype not in family.subtypes:
+        raise KeyError(
+            f"family {name!r} has no subtype {subtype!r}; have {sorted(family.subtypes)}"
+        )
+    return family, subtype or None

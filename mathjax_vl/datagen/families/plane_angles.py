@@ -4,6 +4,7 @@ regular polygons). Registered as subtypes of ``plane_geometry`` (see :mod:`plane
 from __future__ import annotations
 
 import math
+import string
 
 import numpy as np
 import sympy
@@ -227,8 +228,12 @@ def solve_polygon(values, ask: str) -> sympy.Basic:
 def regular_polygon(rng: np.random.Generator, seed: int):
     n = int(choice(rng, sorted(POLYGON_NAMES)))
     ask = choice(rng, ["interior", "sum", "exterior"])
-    letters = "ABCDEFGHIJKL"[:n]
+    # Vertex names (n letters in alphabetical order) and the polygon's turn vary per seed: with
+    # only n and the question fixing the answer, 21 problems in all would exist, too few to split
+    # into train/test or to deduplicate against.
+    letters = "".join(sorted(rng.choice(list(string.ascii_uppercase), size=n, replace=False)))
     rot = math.pi / 2 + (math.pi / n if n % 2 == 0 else 0.0)
+    rot += float(rng.uniform(-1.0, 1.0)) * math.pi / n  # the whole orbit: n-fold symmetric
     P = {
         letters[i]: (
             3 * math.cos(rot + 2 * math.pi * i / n),
@@ -248,8 +253,9 @@ def regular_polygon(rng: np.random.Generator, seed: int):
     segs = tuple((letters[i], letters[(i + 1) % n]) for i in range(n))
     items = [("regular", "ticks", (segs, 1))]
     if ask == "exterior":
-        items.append((None, "angle", ("A", "_X", letters[-1], "")))
-        ext = np.array(P["A"]) + (np.array(P["A"]) - np.array(P["B"]))
+        first, second = letters[0], letters[1]
+        items.append((None, "angle", (first, "_X", letters[-1], "")))
+        ext = np.array(P[first]) + (np.array(P[first]) - np.array(P[second]))
         pts = (*pts, ("_X", *ext, 0.0, 0.0, False))
     ans = solve_polygon({"regular": None, "sides": sympy.Integer(n)}, ask)
     total = 180 * (n - 2)
@@ -300,7 +306,7 @@ def regular_polygon(rng: np.random.Generator, seed: int):
         )
     paths = [((tuple(letters)), True, False)]
     if ask == "exterior":
-        paths.append((("A", "_X"), False, True))
+        paths.append(((letters[0], "_X"), False, True))
     return _problem(
         seed,
         "regular_polygon",
@@ -312,7 +318,8 @@ def regular_polygon(rng: np.random.Generator, seed: int):
         rationale=steps,
         caption=f"The figure shows a regular {POLYGON_NAMES[n]} {letters} with equal sides marked"
         + (
-            "; side BA is extended past A and the exterior angle at A is marked."
+            f"; side {letters[1]}{letters[0]} is extended past {letters[0]} and the exterior "
+            f"angle at {letters[0]} is marked."
             if ask == "exterior"
             else "."
         ),
