@@ -158,11 +158,12 @@ def source_dtype(
     from mathjax_vl.hf import checkpoint
     from mathjax_vl.hf.common import CheckpointReader, ConversionError
     from mathjax_vl.train.config_loader import load_config
+    from mathjax_vl.train.hf_init import hf_dirs
 
     config = load_config(resolve_train_config(run_dir, train_config), list(overrides))
     hf_dir = (config.get("init") or {}).get("hf_dir") or ()
     found = set()
-    for d in [hf_dir] if isinstance(hf_dir, str) else list(hf_dir):
+    for d in hf_dirs(hf_dir):
         try:
             if checkpoint.is_checkpoint(d):
                 found.add(checkpoint.read_meta(d).get("source_dtype"))

@@ -74,6 +74,7 @@ def fused_alignment_loss(
     num_sequences: int | jax.Array | None = None,
     mesh: jax.sharding.Mesh | None = None,
     token_axes: str | tuple[str, ...] = ("data", "fsdp"),
+    num_tokens: jax.Array | float | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """(loss, parts) of Eq. 5 without [tokens, vocab] logits.
 
@@ -82,7 +83,9 @@ def fused_alignment_loss(
     mask: [...] bool, aligned positions to use; num_sequences: batch size, required by the
     "released" normalisation. With `mesh`, the token rows are split over `token_axes` (a
     shard_map; same result as without). parts: loss, ce, fkl, rkl (normalised as configured,
-    unweighted), n_tokens. An empty mask gives loss 0 and zero gradients.
+    unweighted), n_tokens. An empty mask gives loss 0 and zero gradients. `num_tokens` replaces
+    this call's aligned-token count as the token denominator: gradient accumulation passes the
+    whole batch's count (and its num_sequences) so the microbatches' losses add up to its loss.
     """
     cfg = config
     vocab, width = _checks.vocab_and_width(lm_head, cfg.w_layout)
@@ -101,12 +104,13 @@ def fused_alignment_loss(
         hs = jax.lax.stop_gradient(hs)
 
     n = jnp.sum(m, dtype=jnp.float32)
+    denom = jnp.maximum(n if num_tokens is None else jnp.asarray(num_tokens, jnp.float32), 1.0)
     ones = jnp.where(m, 1.0, 0.0)
-    a_ce = ones / jnp.maximum(n, 1.0)
+    a_ce = ones / denom
     if cfg.normalization == "token_mean":
         a_kl = a_ce
     elif cfg.normalization == "paper":
-        a_ce = ones / (jnp.maximum(n, 1.0) * vocab)
+        a_ce = ones / (denom * vocab)
         a_kl = a_ce
     else:
         if num_sequences is None:

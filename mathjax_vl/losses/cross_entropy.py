@@ -47,6 +47,7 @@ def fused_cross_entropy(
     config: CrossEntropyConfig = CrossEntropyConfig(),
     mesh: jax.sharding.Mesh | None = None,
     token_axes: str | tuple[str, ...] = ("data", "fsdp"),
+    num_tokens: jax.Array | float | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean CE over active positions (+ z-loss); returns (loss, parts).
 
@@ -55,6 +56,8 @@ def fused_cross_entropy(
     targets != -100). parts: ce, z_loss (unweighted means), n_tokens. An empty mask gives loss 0
     and zero gradients. With `mesh`, token rows are split over `token_axes` (shard_map).
     An active target outside [0, V) raises (eagerly) or gives NaN (under jit).
+    `num_tokens` replaces this call's active count as the denominator: gradient accumulation
+    passes the whole batch's count so the microbatches' losses and parts add up to its mean.
     """
     vocab, width = _checks.vocab_and_width(lm_head, config.w_layout)
     lead = hidden.shape[:-1]
@@ -64,7 +67,8 @@ def fused_cross_entropy(
     m = m.astype(bool)
     check_labels_concrete(t, m, vocab, "fused_cross_entropy targets")
     n = jnp.sum(m, dtype=jnp.float32)
-    a = jnp.where(m, 1.0, 0.0) / jnp.maximum(n, 1.0)
+    denom = n if num_tokens is None else jnp.asarray(num_tokens, jnp.float32)
+    a = jnp.where(m, 1.0, 0.0) / jnp.maximum(denom, 1.0)
     spec = EngineSpec(
         has_kl=False,
         strong_grad=False,

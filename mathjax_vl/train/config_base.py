@@ -109,7 +109,9 @@ def base_config() -> ml_collections.ConfigDict:
             "step_timeout_s": 300.0,
         }
     )
-    c.debug = ml_collections.ConfigDict({"step_sleep_s": 0.0})
+    # step_sleep_s: a slower loop (benchmarks); pause_after_step: block after that step until
+    # SIGTERM, writing a marker (the resume tests kill or preempt at an exact step).
+    c.debug = ml_collections.ConfigDict({"step_sleep_s": 0.0, "pause_after_step": 0})
     return c
 
 

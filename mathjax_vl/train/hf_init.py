@@ -17,6 +17,7 @@ pod no host reads, and no device receives, more than its shards of a sharded par
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import logging
 from typing import Any
@@ -98,12 +99,28 @@ def _open(path: str) -> tuple[str, dict]:
     return kind, params
 
 
+def hf_dirs(value: Any) -> list[str]:
+    """`init.hf_dir` as a list of directories. The config field is a string (ml_collections
+    types it by its default), so several directories are written comma-separated
+    (`--config.init.hf_dir=/m/qwen2,/m/siglip`) or as a list literal (`"['/m/a', '/m/b']"`, what
+    a list override becomes); a list or tuple is taken as is."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    if text.startswith("["):
+        parsed = ast.literal_eval(text)
+        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+            raise ValueError(f"init.hf_dir {text!r}: expected a list of directory strings")
+        return parsed
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def load_params(config: ml_collections.ConfigDict, hf_dir: Any, fresh: Any) -> Any:
     """Fresh params (jax arrays, sharded as training wants) with every tensor the directories
     provide replaced by its sharded load (shapes and dtypes checked)."""
     from mathjax_vl.models.build import model_config
 
-    dirs = [hf_dir] if isinstance(hf_dir, str) else list(hf_dir)
+    dirs = hf_dirs(hf_dir)
     model_cfg = model_config(config.model)
     flat = traverse_util.flatten_dict(fresh, sep="/")
     provided: set[str] = set()

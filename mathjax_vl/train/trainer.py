@@ -25,7 +25,14 @@ import numpy as np
 from mathjax_vl.data.bad_records import BadRecordBoundError
 from mathjax_vl.data.records import RecordError
 from mathjax_vl.errors import ConfigError, UserError
-from mathjax_vl.train import checkpointing, distributed, guards, peer_watch, run_guard
+from mathjax_vl.train import (
+    checkpointing,
+    debug_hooks,
+    distributed,
+    guards,
+    peer_watch,
+    run_guard,
+)
 from mathjax_vl.train import data as data_lib
 from mathjax_vl.train import metrics as metrics_lib
 from mathjax_vl.train import optimizer as opt_lib
@@ -274,6 +281,9 @@ class Trainer:
                 logger.log(step, record)
                 if sleep_s:
                     time.sleep(sleep_s)
+                debug_hooks.maybe_pause(
+                    config, self.workdir, step, lambda: preempted["flag"], pidx == 0, ckpt.poll
+                )
                 ckpt.poll()
                 stop = self._agree(preempted["flag"])
                 if stop or ckpt.should_save(step) or step == stop_at:

@@ -112,20 +112,49 @@ def test_text_run_exports_to_qwen2_with_matching_logits(text_run, tmp_path, caps
     assert np.abs(ref).max() > 1e-3  # a real forward, not zeros
 
 
+def _saved_params(workdir: str, step: int) -> dict:
+    """Checkpoint `step`'s parameters as flat host arrays, read with orbax itself."""
+    import orbax.checkpoint as ocp
+    from flax import traverse_util
+
+    path = Path(workdir) / "checkpoints" / str(step) / "state"
+    ckptr = ocp.PyTreeCheckpointer()
+    meta = ckptr.metadata(path)
+    tree = meta.tree if hasattr(meta, "tree") else meta.item_metadata.tree
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    state = ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
+    flat = traverse_util.flatten_dict(dict(state["trainable"]), sep="/")
+    flat.update(traverse_util.flatten_dict(dict(state.get("frozen") or {}), sep="/"))
+    return flat
+
+
 def test_step_selects_the_checkpoint(text_run, tmp_path, capsys):
-    """--step 1 exports the step-1 weights: they differ from step 2's (one Adam step at lr 1e-3
-    moves every trained tensor) and are what the checkpoint holds."""
+    """--step 1 exports exactly checkpoint 1's parameters (every tensor, read back through the
+    HF importer), which are not step 2's (one Adam step at lr 1e-3 moves every trained tensor);
+    the default exports the last step's."""
+    from flax import traverse_util
+
+    from mathjax_vl.hf import registry
+
     workdir, _, params = text_run
     out1, out2 = str(tmp_path / "s1"), str(tmp_path / "s2")
     common = ["--train-config", TEXT_CONFIG]
     assert main(["export-hf", "--train-dir", workdir, "--out", out1, "--step", "1", *common]) == 0
     assert main(["export-hf", "--train-dir", workdir, "--out", out2, *common]) == 0
+    saved1, saved2 = _saved_params(workdir, 1), _saved_params(workdir, 2)
+    final = traverse_util.flatten_dict(params, sep="/")
+    for out, saved in ((out1, saved1), (out2, final)):
+        kind, _, exported = registry.load_hf(out)
+        exported = traverse_util.flatten_dict(exported, sep="/")
+        assert kind == "qwen2" and sorted(exported) == sorted(saved)
+        for key, value in saved.items():
+            np.testing.assert_array_equal(np.asarray(exported[key]), value, err_msg=key)
+    for key, value in saved2.items():
+        np.testing.assert_array_equal(value, final[key], err_msg=key)
+        assert not np.array_equal(saved1[key], value), key  # step 1 is not step 2
+    emb = "model.embed_tokens.weight"  # the HF file itself, without our importer
     s1 = load_file(os.path.join(out1, "model.safetensors"))
-    s2 = load_file(os.path.join(out2, "model.safetensors"))
-    assert sorted(s1) == sorted(s2)
-    emb = "model.embed_tokens.weight"
-    np.testing.assert_array_equal(s2[emb], np.asarray(params["embed_tokens"]["embedding"]))
-    assert not np.array_equal(s1[emb], s2[emb])
+    np.testing.assert_array_equal(s1[emb], saved1["embed_tokens/embedding"])
     assert json.load(open(os.path.join(out1, "config.json")))["architectures"] == [
         "Qwen2ForCausalLM"
     ]

@@ -1,7 +1,6 @@
 """Template + masking parity with transformers' apply_chat_template and manual masking."""
 
 import importlib.util
-import json
 import pathlib
 
 import numpy as np
@@ -107,12 +106,23 @@ def test_non_append_only_template_fails(tok_dirs):
         ct.tokenize(CONVERSATION, 2)
 
 
-def test_tokenizer_config_carries_template(tok_dirs):
-    with open(f"{tok_dirs['own']}/tokenizer_config.json") as f:
-        cfg = json.load(f)
-    has = "chat_template" in cfg
-    if not has:  # newer transformers save it to chat_template.jinja
-        import os
-
-        has = os.path.exists(f"{tok_dirs['own']}/chat_template.jinja")
-    assert has
+def test_template_read_from_directory_and_override(tok_dirs):
+    """The project's tokenizer trainer saves ChatML where transformers finds it; a directory's
+    own template is what ConversationTokenizer renders with, and the config override replaces it
+    (ids and labels then follow apply_chat_template with the override, not the dir's own)."""
+    hf = ref.AutoTokenizer.from_pretrained(tok_dirs["trained"])
+    assert hf.chat_template == chat_template.CHATML_TEMPLATE
+    cfg = TokenizationConfig(max_length=512, image_token_count=5)
+    own = ConversationTokenizer(tok_dirs["own"], cfg)
+    assert own.template == OWN_TEMPLATE != chat_template.CHATML_TEMPLATE
+    forced_cfg = TokenizationConfig(
+        max_length=512, image_token_count=5, chat_template=chat_template.CHATML_TEMPLATE
+    )
+    forced = ConversationTokenizer(tok_dirs["own"], forced_cfg)
+    assert forced.template == chat_template.CHATML_TEMPLATE
+    sample = forced.tokenize(CONVERSATION, num_images=2)
+    ids, labels = ref.hf_reference(tok_dirs["own"], CONVERSATION, chat_template.CHATML_TEMPLATE, 5)
+    np.testing.assert_array_equal(sample.input_ids, ids)
+    np.testing.assert_array_equal(sample.labels, labels)
+    own_ids = own.tokenize(CONVERSATION, num_images=2).input_ids
+    assert len(own_ids) != len(ids) or not np.array_equal(own_ids, ids)

@@ -201,8 +201,35 @@ def test_selection_keeps_the_lowest_index_whatever_the_arrival_order():
     }
 
 
-def test_selection_matches_the_engines_sequential_deduplicator():
-    """Independent replay with quality.Deduplicator over 200 random items with many collisions."""
+def _plain_replay(summaries, n: int, max_distance: int) -> tuple[list[int], set]:
+    """The selection rule written out plainly (no project code): in index order, accept an item
+    unless its spec fingerprint was accepted before, or an accepted item with the same text key
+    has an image hash within `max_distance` bits; stop at n accepted."""
+    accepted, specs, images, reasons = [], set(), [], set()
+    for s in sorted(summaries, key=lambda s: s["index"]):
+        if len(accepted) == n:
+            break
+        if s["fingerprint"] in specs:
+            reasons.add("duplicate_spec")
+            continue
+        near = [
+            h
+            for key, h in images
+            if key == s["text_key"] and bin(h ^ s["dhash"]).count("1") <= max_distance
+        ]
+        if near:
+            reasons.add("duplicate_image")
+            continue
+        reasons.add(None)
+        accepted.append(s["index"])
+        specs.add(s["fingerprint"])
+        images.append((s["text_key"], s["dhash"]))
+    return accepted, reasons
+
+
+def test_selection_matches_a_plain_replay_of_the_rule():
+    """Independent replay (a plain loop, not quality.Deduplicator) over 200 random items with
+    many collisions, shuffled before the selection sees them."""
     rng = random.Random(0)
     bases = [rng.getrandbits(256) for _ in range(12)]
 
@@ -216,13 +243,8 @@ def test_selection_matches_the_engines_sequential_deduplicator():
         for i in range(200)
     ]
     config = E.DatagenConfig(recipe="captions", n=20, progress=False)
-    dedup, expected, reasons = Q.Deduplicator(config.quality), [], set()
-    for s in summaries:
-        if len(expected) < config.n:
-            reason = dedup.check(s["fingerprint"], s["dhash"], s["text_key"])
-            reasons.add(reason)
-            if reason is None:
-                expected.append(s["index"])
+    assert config.quality.dhash_max_distance == 4  # the threshold `near` straddles
+    expected, reasons = _plain_replay(summaries, config.n, config.quality.dhash_max_distance)
     assert reasons == {None, "duplicate_spec", "duplicate_image"}  # the case has collisions
     rng.shuffle(summaries)
     positions, _ = B.select_items(summaries, config, total=200)

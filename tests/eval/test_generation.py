@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib.util
+import io
 import pathlib
 import sys
 
@@ -49,11 +50,70 @@ def _problem(pid, question, images=(), version="vision_dominant"):
     )
 
 
-def _hf_generate(model, engine, requests, eos_ids):
-    """transformers' greedy generate on the engine's prompts, one left-padded batch."""
+def _hf_inputs(model_dir, requests, image_seq_length=None):
+    """Prompt ids and pixels built by transformers alone: the tokenizer's own chat template
+    (apply_chat_template), then a LlavaProcessor with SigLIP's image processor (16 px, bicubic,
+    1/255, mean = std = 0.5) expanding each <image> (Math-PUMA: one per image before the
+    question when it has none). Returns (list of id arrays, [N, 3, H, W] float32 or None)."""
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+    texts = []
+    for r in requests:
+        content = r.text
+        if r.images and "<image>" not in content:
+            content = "<image>" * len(r.images) + "\n" + content
+        messages = [{"role": "user", "content": content}]
+        texts.append(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    if image_seq_length is None:  # a text-only decoder
+        return [np.asarray(tok(t, add_special_tokens=False)["input_ids"]) for t in texts], None
+    image_processor = transformers.SiglipImageProcessor(
+        do_resize=True,
+        size={"height": 16, "width": 16},
+        resample=3,  # PIL.Image.BICUBIC
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    processor = transformers.LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=4,
+        vision_feature_select_strategy="default",  # SigLIP: 16 patches, the first one dropped
+        image_token="<image>",
+    )
+    ids, pixels = [], []
+    for text, r in zip(texts, requests):
+        from PIL import Image
+
+        images = [Image.open(io.BytesIO(b)).convert("RGB") for b in r.images] or None
+        out = processor(text=text, images=images, return_tensors="np")
+        ids.append(np.asarray(out["input_ids"][0]))
+        if images:
+            pixels.append(np.asarray(out["pixel_values"], np.float32))
+    assert all(int((i == 3).sum()) % image_seq_length == 0 for i in ids)
+    return ids, (np.concatenate(pixels) if pixels else None)
+
+
+def _hf_generate(model, engine, requests, eos_ids, model_dir=None):
+    """transformers' greedy generate, one left-padded batch, on prompts and pixels built by
+    transformers' own chat template and processor (`_hf_inputs`) when `model_dir` is given,
+    which must equal the engine's; else on the engine's own prompts."""
     import torch
 
     prompts = [engine.prompt_ids(r) for r in requests]
+    pixel_override = None
+    if model_dir is not None:
+        seq = engine.handle.config.image_seq_length if engine.handle.kind == "vlm" else None
+        hf_prompts, pixel_override = _hf_inputs(model_dir, requests, seq)
+        for r, ours, theirs in zip(requests, prompts, hf_prompts):
+            np.testing.assert_array_equal(ours, theirs, err_msg=r.name)
+        if pixel_override is not None:
+            ours_px = np.stack([px for r in requests for px in engine.pixel_values(r)])
+            np.testing.assert_allclose(ours_px.transpose(0, 3, 1, 2), pixel_override, atol=1e-6)
+        prompts = hf_prompts
     length = max(len(p) for p in prompts)
     ids = np.zeros((len(prompts), length), np.int64)
     mask = np.zeros_like(ids)
@@ -61,9 +121,12 @@ def _hf_generate(model, engine, requests, eos_ids):
         ids[row, length - len(p) :] = p
         mask[row, length - len(p) :] = 1
     kwargs = {}
-    pixels = [px for r in requests for px in engine.pixel_values(r)] if requests[0] else []
-    if pixels:
-        kwargs["pixel_values"] = torch.tensor(np.stack(pixels)).permute(0, 3, 1, 2)
+    if pixel_override is not None:
+        kwargs["pixel_values"] = torch.tensor(pixel_override)
+    elif model_dir is None:
+        pixels = [px for r in requests for px in engine.pixel_values(r)]
+        if pixels:
+            kwargs["pixel_values"] = torch.tensor(np.stack(pixels)).permute(0, 3, 1, 2)
     with torch.no_grad():
         out = model.generate(
             torch.tensor(ids),
@@ -112,7 +175,8 @@ def test_vlm_greedy_batches_equal_transformers(models, vlm_run):
     # Prompts: the leading image placeholder is added; the 2-image prompt holds 2 * 15 tokens.
     assert int((engine.prompt_ids(requests[1]) == 3).sum()) == 15
     assert int((engine.prompt_ids(requests[0]) == 3).sum()) == 30
-    reference = _hf_generate(models["llava"][1], engine, requests, engine.stop_ids)
+    llava_dir, llava = models["llava"]
+    reference = _hf_generate(llava, engine, requests, engine.stop_ids, model_dir=llava_dir)
     assert [g.token_ids for g in ours] == reference
     assert len({g.token_ids for g in ours}) >= 3  # rows really differ (not a degenerate model)
     assert all(g.finish_reason in ("stop", "length") for g in ours)
@@ -157,7 +221,8 @@ def test_text_only_decoder_equals_transformers(models):
     ]
     engine = GenerationEngine(handle, GenerationConfig(max_new_tokens=MAX_NEW, batch_size=3))
     ours = engine.generate(requests)
-    assert [g.token_ids for g in ours] == _hf_generate(qwen, engine, requests, engine.stop_ids)
+    reference = _hf_generate(qwen, engine, requests, engine.stop_ids, model_dir=qwen_dir)
+    assert [g.token_ids for g in ours] == reference
     with pytest.raises(ValueError, match=r"problem 'img'.*1 image.*text-only decoder"):
         engine.generate([problem_request(_problem("img", "x?", [assets.random_png(0)]))])
 

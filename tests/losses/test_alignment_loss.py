@@ -151,3 +151,42 @@ def test_fused_temp_memory_is_under_10_percent_of_naive_at_8192_tokens():
         assert naive >= t * v * 4  # the naive objective holds [T, V] float32 arrays
         assert fused <= 0.1 * naive, (argnums, fused, naive)
         assert fused <= 4 * v * d + 4 * 4 * cfg.token_block * v  # dW + a few [Tc, V] blocks
+
+
+@pytest.mark.parametrize("normalization", ["token_mean", "paper", "released"])
+def test_microbatch_shares_with_global_normalizers_add_up_to_full_batch(oracle, normalization):
+    """Gradient accumulation's contract (mathjax_vl.train.step): three microbatches with uneven
+    active-token counts, each given the whole batch's token and sequence counts, sum to the
+    float64 full-batch loss and gradients; each one's own normalisation (the old accumulation,
+    a mean of the microbatch means) would not."""
+    hw, hs, w, labels, mask = oracle.problem(11, mask_p=0.6)
+    cfg = AlignmentLossConfig(0.5, 0.3, 1.7, normalization, False, token_block=16)
+    chunks = [slice(i, i + 15) for i in (0, 15, 30)]  # 45 tokens -> 3 x 15
+    assert len({int(mask[c].sum()) for c in chunks}) == 3
+
+    @jax.jit
+    def share(hw_, hs_, w_, labels_, mask_, num_sequences, num_tokens):
+        f = lambda a, b: fused_alignment_loss(
+            a, hs_, b, labels_, mask_, cfg, num_sequences, num_tokens=num_tokens
+        )[0]
+        return jax.value_and_grad(f, argnums=(0, 1))(hw_, w_)
+
+    def run(num_sequences, num_tokens):
+        out = [
+            share(hw[c], hs[c], w, labels[c], mask[c], num_sequences, num_tokens) for c in chunks
+        ]
+        g_hw = np.concatenate([np.asarray(g[0]) for _, g in out])
+        return [float(v) for v, _ in out], g_hw, sum(np.asarray(g[1], np.float64) for _, g in out)
+
+    ref_loss, _, (ref_hw, _, ref_w) = oracle.alignment(
+        hw, hs, w, labels, mask, 0.5, 0.3, 1.7, normalization, NUM_SEQ, strong_grad=False
+    )
+    losses, g_hw, g_w = run(float(NUM_SEQ), float(mask.sum()))
+    assert oracle.rel(sum(losses), ref_loss) < 1e-5
+    assert oracle.rel(g_hw, ref_hw) < 1e-5 and oracle.rel(g_w, ref_w) < 1e-5
+    # per-microbatch normalisation: each its own token count (and a third of the sequences)
+    own = [
+        share(hw[c], hs[c], w, labels[c], mask[c], NUM_SEQ / 3, float(mask[c].sum()))
+        for c in chunks
+    ]
+    assert oracle.rel(np.mean([float(v) for v, _ in own]), ref_loss) > 1e-3

@@ -68,10 +68,10 @@ def test_sharded_loss_and_grads_equal_single_device(batch, mesh_shape, axes):
     mesh = Mesh(np.array(jax.devices()[:8]).reshape(mesh_shape), names)
     img, txt = batch
     cases = [
-        (clip_loss, (jnp.float32(2.0),)),
-        (siglip_loss, (jnp.float32(SIGLIP_INIT_LOG_SCALE), jnp.float32(-3.0))),
+        (clip_loss, np_clip, (jnp.float32(2.0),)),
+        (siglip_loss, np_siglip, (jnp.float32(SIGLIP_INIT_LOG_SCALE), jnp.float32(-3.0))),
     ]
-    for fn, scalars in cases:
+    for fn, np_fn, scalars in cases:
         argnums = tuple(range(2 + len(scalars)))
         single = jax.value_and_grad(fn, argnums=argnums)(img, txt, *scalars)
         sharded_fn = shard_contrastive(fn, mesh, axes)
@@ -79,9 +79,21 @@ def test_sharded_loss_and_grads_equal_single_device(batch, mesh_shape, axes):
         np.testing.assert_allclose(sharded[0], single[0], rtol=1e-6)
         for a, b in zip(sharded[1], single[1]):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-        # a per-device (unsharded-math) mistake would be caught: local-only loss differs
-        local_only = fn(img[: B // 8], txt[: B // 8], *scalars)
-        assert abs(float(local_only) - float(single[0])) > 1e-3
+
+        # The per-device mistake (negatives from the local shard only), run through the same
+        # shard_contrastive: it gives the mean of the 8 row blocks' own losses (so the batch
+        # really is split), which the single-device loss above tells apart.
+        def local_only(i, t, *sc, axis_name, fn=fn):
+            return jax.lax.pmean(fn(i, t, *sc), axis_name)
+
+        wrong = float(jax.jit(shard_contrastive(local_only, mesh, axes))(img, txt, *scalars))
+        b = B // 8
+        blocks = [
+            np_fn(img[k * b : (k + 1) * b], txt[k * b : (k + 1) * b], *map(float, scalars))
+            for k in range(8)
+        ]
+        assert wrong == pytest.approx(float(np.mean(blocks)), rel=1e-5)
+        assert abs(wrong - float(single[0])) > 1e-3
 
 
 def test_bad_shapes_raise(batch):

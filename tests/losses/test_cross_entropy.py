@@ -103,3 +103,28 @@ def test_skip_inactive_matches_oracle_on_sparse_masks(oracle, token_block):
         assert oracle.rel(loss, ref_loss) < 1e-5
         assert oracle.rel(gh, rgh) < 1e-5 and oracle.rel(gw, rgw) < 1e-5
         assert not np.any(np.asarray(gh)[~mask])  # inactive rows get exactly zero gradient
+
+
+def test_microbatch_shares_with_global_token_count_add_up_to_full_batch(oracle):
+    """Accumulation's contract: microbatches with uneven active-token counts, each given the
+    whole batch's token count, sum to the float64 full-batch CE + z-loss and its gradients, and
+    their parts (ce, z_loss, n_tokens) to the full batch's."""
+    h, _, w, targets, mask = oracle.problem(12, t=45, d=64, v=1001, mask_p=0.6)
+    cfg = CrossEntropyConfig(1e-2, token_block=16)
+    chunks = [slice(i, i + 15) for i in (0, 15, 30)]
+    assert len({int(mask[c].sum()) for c in chunks}) == 3
+
+    @jax.jit
+    def share(h_, w_, t_, m_, n):
+        f = lambda a, b: fused_cross_entropy(a, b, t_, m_, cfg, num_tokens=n)
+        return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(h_, w_)
+
+    out = [share(h[c], w, targets[c], mask[c], float(mask.sum())) for c in chunks]
+    ref_loss, (rgh, rgw) = oracle.cross_entropy(h, w, targets, mask, 1e-2)
+    assert oracle.rel(sum(float(v[0]) for v, _ in out), ref_loss) < 1e-5
+    g_h = np.concatenate([np.asarray(g[0]) for _, g in out])
+    g_w = sum(np.asarray(g[1], np.float64) for _, g in out)
+    assert oracle.rel(g_h, rgh) < 1e-5 and oracle.rel(g_w, rgw) < 1e-5
+    full = fused_cross_entropy(h, w, targets, mask, cfg)[1]
+    for k in ("ce", "z_loss", "n_tokens"):
+        assert oracle.rel(sum(float(v[1][k]) for v, _ in out), full[k]) < 1e-6, k

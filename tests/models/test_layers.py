@@ -30,17 +30,24 @@ def test_rmsnorm_matches_numpy():
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
 
 
+def _np_rope(x, pos, theta):
+    """float64 RoPE as a complex rotation: x [B, T, N, D], pairs (i, i + D/2) ("rotate half",
+    as HF Qwen2) turned by pos * theta^(-2i/D)."""
+    d = x.shape[-1]
+    half = d // 2
+    x = np.asarray(x, np.float64)
+    z = x[..., :half] + 1j * x[..., half:]
+    freq = theta ** (-np.arange(half) * 2.0 / d)
+    z = z * np.exp(1j * np.asarray(pos, np.float64)[:, :, None, None] * freq)
+    return np.concatenate([z.real, z.imag], axis=-1)
+
+
 def test_rope_matches_complex_rotation_and_is_relative():
     b, t, n, d, theta = 2, 7, 3, 8, 500.0
     x = _rand(2, b, t, n, d)
     pos = np.random.default_rng(3).integers(0, 1000, size=(b, t))
     y = np.asarray(layers.apply_rope(jnp.asarray(x), jnp.asarray(pos), theta), np.float64)
-    half = d // 2
-    z = x[..., :half].astype(np.float64) + 1j * x[..., half:]  # pairs (i, i + d/2)
-    freq = theta ** (-np.arange(half) * 2.0 / d)
-    z = z * np.exp(1j * pos[:, :, None, None] * freq)
-    ref = np.concatenate([z.real, z.imag], axis=-1)
-    np.testing.assert_allclose(y, ref, atol=2e-4)
+    np.testing.assert_allclose(y, _np_rope(x, pos, theta), atol=2e-4)
     # <rope(q, m), rope(k, m + 5)> does not depend on m.
     q, k = _rand(4, 1, 1, 1, d), _rand(5, 1, 1, 1, d)
     dots = []
@@ -65,10 +72,7 @@ def _numpy_attention(p, x, pos, mask, heads, kv_heads, d, theta):
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)
     proj = lambda name: np.einsum("btd,dnh->btnh", x, p[name]["kernel"]) + p[name]["bias"]
     q, k, v = proj("q_proj"), proj("k_proj"), proj("v_proj")
-    rope = lambda a: np.asarray(
-        layers.apply_rope(jnp.asarray(a, jnp.float32), pos, theta), np.float64
-    )
-    q, k = rope(q), rope(k)
+    q, k = _np_rope(q, pos, theta), _np_rope(k, pos, theta)  # NumPy, not the code under test
     g = heads // kv_heads
     k, v = np.repeat(k, g, axis=2), np.repeat(v, g, axis=2)  # head h uses kv head h // g
     s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(d)

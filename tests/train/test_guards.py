@@ -1,5 +1,6 @@
 """Non-finite guard and recovery from a truncated checkpoint (in-process trainer runs)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -47,14 +48,47 @@ def test_nan_in_batch_stops_run_naming_step_and_keeps_last_good_checkpoint(tmp_p
     assert (tmp_path / "checkpoints" / "2" / "COMPLETE.json").exists()
 
 
-@pytest.mark.slow
+def _saved_state(workdir: Path, step: int) -> dict:
+    """A saved train state as host numpy arrays (orbax metadata -> numpy restore)."""
+    import orbax.checkpoint as ocp
+
+    path = workdir / "checkpoints" / str(step) / "state"
+    ckptr = ocp.PyTreeCheckpointer()
+    meta = ckptr.metadata(path)
+    tree = meta.tree if hasattr(meta, "tree") else meta.item_metadata.tree
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
+
+
 def test_nan_skip_policy_leaves_state_unchanged(tmp_path):
+    """guard.policy=skip: the NaN batch of step 3 changes neither the parameters nor the Adam
+    state (checkpoints 2 and 3 hold the same values), the run goes on (step 4 moves them) and
+    the metrics mark step 3 skipped."""
     config = _config(
-        "tiny_contrastive.py", "--config.train.num_steps=4", "--config.guard.policy=skip"
+        "tiny_contrastive.py",
+        "--config.train.num_steps=4",
+        "--config.guard.policy=skip",
+        "--config.checkpoint.interval=1",
+        "--config.checkpoint.keep=5",
     )
     config.data.nan_example_index = _nan_example_for_step(config, 3)
     summary = Trainer(config, tmp_path).run()
     assert summary["status"] == "completed" and summary["skipped_steps"] == 1
+    s2, s3, s4 = (_saved_state(tmp_path, k) for k in (2, 3, 4))
+    for key in ("trainable", "opt_state"):
+        a, b = jax.tree.leaves(s2[key]), jax.tree.leaves(s3[key])
+        assert a and len(a) == len(b)
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    moved = [
+        not np.array_equal(x, y)
+        for x, y in zip(jax.tree.leaves(s3["trainable"]), jax.tree.leaves(s4["trainable"]))
+    ]
+    assert any(moved)  # the good step after the skipped one updates again
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    skipped = [r for r in rows if r.get("skipped") is True]
+    assert [r["step"] for r in skipped] == [3]
+    assert [r["skipped_step"] for r in rows if "skipped_step" in r] == [3]
 
 
 @pytest.mark.slow

@@ -24,6 +24,15 @@ class Task(abc.ABC):
     """
 
     name: str = "task"
+    # How `grad_accum_steps > 1` reproduces the full-batch step (mathjax_vl.train.step):
+    #   "sum": `loss_normalizers` gives the whole batch's denominators and every microbatch's
+    #       `loss(..., normalizers=...)` is its share of the full-batch loss; losses, gradients
+    #       and loss parts are summed (so every part must be a sum over examples / normalizer);
+    #   "embeddings": the loss couples examples (contrastive negatives); `embeddings` and
+    #       `loss_from_embeddings` split it so the step can cache the batch's embeddings and
+    #       back-propagate per microbatch (GradCache, Gao et al. 2021);
+    #   None: accumulation is refused with an error naming the task.
+    accumulation: str | None = None
 
     @abc.abstractmethod
     def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -37,7 +46,20 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def loss(self, params: Any, batch: Batch, rng: jax.Array) -> tuple[jax.Array, LossParts]:
-        """(scalar loss to minimise, named float32 scalar parts for logging)."""
+        """(scalar loss to minimise, named float32 scalar parts for logging). Tasks with
+        accumulation = "sum" also take `normalizers=` (see `loss_normalizers`)."""
+
+    def loss_normalizers(self, batch: Batch) -> dict[str, jax.Array]:
+        """Denominators of `loss` over this whole batch (e.g. {"tokens": n}); "sum" tasks only."""
+        raise NotImplementedError(f"task {self.name!r} has no loss normalizers")
+
+    def embeddings(self, params: Any, batch: Batch, rng: jax.Array) -> Any:
+        """Per-example outputs (leading axis = examples) the loss couples; "embeddings" tasks."""
+        raise NotImplementedError(f"task {self.name!r} has no embeddings")
+
+    def loss_from_embeddings(self, params: Any, embeddings: Any) -> tuple[jax.Array, LossParts]:
+        """`loss` given the whole batch's `embeddings` (params: learned scales, biases)."""
+        raise NotImplementedError(f"task {self.name!r} has no loss_from_embeddings")
 
     @abc.abstractmethod
     def synthetic_example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:

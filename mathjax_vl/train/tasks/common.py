@@ -29,19 +29,35 @@ def shifted_targets(labels: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.where(targets == IGNORE, 0, targets), mask
 
 
+def target_count(labels: jax.Array) -> jax.Array:
+    """Loss tokens of a [B, T] labels batch (after the shift): the token-mean denominator."""
+    return shifted_targets(labels)[1].sum()
+
+
+def token_normalizers(labels: jax.Array) -> dict[str, jax.Array]:
+    """`Task.loss_normalizers` of the next-token objectives."""
+    return {"tokens": target_count(labels)}
+
+
 def naive_token_ce(
-    hidden: jax.Array, weight: jax.Array, targets: jax.Array, mask: jax.Array
+    hidden: jax.Array,
+    weight: jax.Array,
+    targets: jax.Array,
+    mask: jax.Array,
+    num_tokens: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean CE over masked tokens from full logits (hidden [N, D] @ weight[V, D].T in float32).
 
     The reference implementation and the fallback for small vocabularies; an empty mask gives 0.
+    `num_tokens` (default: mask.sum()) is the denominator; accumulation passes the full batch's.
     """
     logits = jnp.einsum("nd,vd->nv", hidden, weight, preferred_element_type=jnp.float32)
     logz = jax.nn.logsumexp(logits, axis=-1)
     picked = jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
     nll = (logz - picked) * mask
     count = mask.sum()
-    loss = nll.sum() / jnp.maximum(count, 1.0)
+    denom = count if num_tokens is None else jnp.asarray(num_tokens, jnp.float32)
+    loss = nll.sum() / jnp.maximum(denom, 1.0)
     return loss, {"ce": loss, "tokens": count}
 
 
@@ -51,17 +67,20 @@ def token_ce(
     targets: jax.Array,
     mask: jax.Array,
     cfg: ml_collections.ConfigDict,
+    normalizers: dict[str, jax.Array] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Next-token CE on flattened tokens; `cfg.impl` = 'fused' (mathjax_vl.losses, never builds
-    [N, V]) or 'naive' (full logits). hidden [N, D], weight [V, D], targets/mask [N]."""
+    [N, V]) or 'naive' (full logits). hidden [N, D], weight [V, D], targets/mask [N].
+    `normalizers` (from token_normalizers on the full batch) fixes the token denominator."""
     impl = cfg.get("impl", "fused")
+    num_tokens = None if normalizers is None else normalizers["tokens"]
     if impl == "naive":
-        return naive_token_ce(hidden, weight, targets, mask)
+        return naive_token_ce(hidden, weight, targets, mask, num_tokens)
     if impl != "fused":
         raise ValueError(f"loss.impl must be 'fused' or 'naive', got {impl!r}")
     from mathjax_vl.train.tasks import fused_adapter
 
-    return fused_adapter.fused_ce(hidden, weight, targets, mask, cfg)
+    return fused_adapter.fused_ce(hidden, weight, targets, mask, cfg, num_tokens)
 
 
 def flatten_tokens(x: jax.Array) -> jax.Array:

@@ -1,7 +1,7 @@
 """MAVIS CLIP-Math: contrastive training of a dual encoder (CLIP vision + text towers) with CLIP's
 softmax InfoNCE or SigLIP's sigmoid loss (learned bias added here). Batch keys:
 mathjax_vl.data.pipelines `image_caption`. The loss runs on the global (batch-sharded) arrays, so
-negatives come from the whole global batch."""
+negatives come from the whole global batch, also under gradient accumulation (GradCache)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from mathjax_vl.train.tasks.base import Task
 
 class Contrastive(Task):
     name = "contrastive"
+    # Negatives come from the whole batch, so per-microbatch losses would be another objective:
+    # accumulation caches the batch's embeddings instead (see mathjax_vl.train.step).
+    accumulation = "embeddings"
 
     def __init__(self, config: ml_collections.ConfigDict):
         from mathjax_vl.models import build
@@ -42,21 +45,31 @@ class Contrastive(Task):
     def count_tokens(self, batch) -> int:
         return int(np.asarray(batch["caption_mask"]).sum())
 
-    def loss(self, params, batch, rng):
-        from mathjax_vl.losses.contrastive import clip_loss, siglip_loss
-
-        objectives = {
-            "clip": lambda o: clip_loss(img, txt, scale),
-            "siglip": lambda o: siglip_loss(img, txt, scale, o["logit_bias"]),
-        }
+    def embeddings(self, params, batch, rng):
+        """L2-normalised image and text embeddings [B, P] each."""
         out = self.model.apply(
             {"params": params}, batch["pixel_values"], batch["caption_ids"], batch["caption_mask"]
         )
-        img, txt, scale = out["image_embeds"], out["text_embeds"], out["logit_scale"]
-        loss = objectives[self.kind](out)
+        return {"image": out["image_embeds"], "text": out["text_embeds"]}
+
+    def loss_from_embeddings(self, params, embeddings):
+        from mathjax_vl.losses.contrastive import clip_loss, siglip_loss
+
+        img, txt = embeddings["image"], embeddings["text"]
+        from mathjax_vl.models.build import DUAL_ENCODER_SCOPE
+
+        scale = jnp.asarray(params[DUAL_ENCODER_SCOPE]["logit_scale"], jnp.float32)
+        objectives = {
+            "clip": lambda: clip_loss(img, txt, scale),
+            "siglip": lambda: siglip_loss(img, txt, scale, params["logit_bias"]),
+        }
+        loss = objectives[self.kind]()
         sims = img @ txt.T
         acc = jnp.mean(jnp.argmax(sims, axis=1) == jnp.arange(sims.shape[0]))
         return loss, {self.kind: loss, "logit_scale": scale, "i2t_accuracy": acc}
+
+    def loss(self, params, batch, rng):
+        return self.loss_from_embeddings(params, self.embeddings(params, batch, rng))
 
     def synthetic_example(self, rng):
         v, t = self.clip_cfg.vision, self.clip_cfg.text

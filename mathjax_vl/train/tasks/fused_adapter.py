@@ -17,6 +17,7 @@ def fused_ce(
     targets: jax.Array,
     mask: jax.Array,
     cfg: ml_collections.ConfigDict,
+    num_tokens: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     from mathjax_vl.losses.cross_entropy import CrossEntropyConfig, fused_cross_entropy
 
@@ -27,7 +28,9 @@ def fused_ce(
         matmul_dtype=_matmul_dtype(cfg),
         skip_inactive=bool(cfg.get("skip_inactive", True)),
     )
-    loss, parts = fused_cross_entropy(hidden, weight, targets, mask.astype(bool), ce_cfg)
+    loss, parts = fused_cross_entropy(
+        hidden, weight, targets, mask.astype(bool), ce_cfg, num_tokens=num_tokens
+    )
     out = {"ce": parts["ce"], "tokens": parts["n_tokens"]}
     if ce_cfg.z_loss_weight:
         out["z_loss"] = parts["z_loss"]
@@ -50,11 +53,18 @@ def alignment_config(cfg: ml_collections.ConfigDict):
     )
 
 
-def fused_kl(weak, strong, weight, labels, mask, cfg, num_sequences):
+def fused_kl(weak, strong, weight, labels, mask, cfg, num_sequences, num_tokens=None):
     from mathjax_vl.losses.alignment_loss import fused_alignment_loss
 
     loss, parts = fused_alignment_loss(
-        weak, strong, weight, labels, mask.astype(bool), alignment_config(cfg), num_sequences
+        weak,
+        strong,
+        weight,
+        labels,
+        mask.astype(bool),
+        alignment_config(cfg),
+        num_sequences,
+        num_tokens=num_tokens,
     )
     return loss, {
         "ce": parts["ce"],

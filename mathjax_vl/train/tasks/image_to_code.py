@@ -26,8 +26,8 @@ class ImageToCode(MultimodalSFT):
             row["segment_ids"] = row["attention_mask"].copy()
         return row
 
-    def loss(self, params, batch, rng):
-        loss, parts = super().loss(params, batch, rng)
+    def loss(self, params, batch, rng, normalizers=None):
+        loss, parts = super().loss(params, batch, rng, normalizers)
         images = batch["image_mask"].sum(axis=1)
         parts = dict(parts, rows_without_image=(images == 0).sum().astype("float32"))
         return loss, parts

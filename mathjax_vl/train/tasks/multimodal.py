@@ -14,6 +14,7 @@ from mathjax_vl.train.tasks.base import Task
 
 class MultimodalSFT(Task):
     name = "sft"
+    accumulation = "sum"
 
     def __init__(self, config: ml_collections.ConfigDict):
         from mathjax_vl.models import build
@@ -55,7 +56,10 @@ class MultimodalSFT(Task):
 
         return lm_head_weight(params["language_model"], self.vlm_cfg.text)
 
-    def loss(self, params, batch, rng):
+    def loss_normalizers(self, batch):
+        return common.token_normalizers(batch["labels"])
+
+    def loss(self, params, batch, rng, normalizers=None):
         hidden = vlm_common.vlm_hidden(self.model, params, batch)  # [B, T, D]
         targets, mask = common.shifted_targets(batch["labels"])
         return common.token_ce(
@@ -64,6 +68,7 @@ class MultimodalSFT(Task):
             targets.reshape(-1),
             mask.reshape(-1),
             self.cfg.loss,
+            normalizers,
         )
 
     def synthetic_example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ SIDES = ("weak_", "strong_")
 
 class PumaKL(Task):
     name = "puma_kl"
+    accumulation = "sum"
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.cfg = config
@@ -60,7 +61,15 @@ class PumaKL(Task):
             return jnp.max(batch["weak_segment_ids"], axis=1).sum()
         return jnp.asarray(batch["response_labels"].shape[0])
 
-    def loss(self, params, batch, rng):
+    def loss_normalizers(self, batch):
+        """The whole batch's aligned response tokens and pairs ("released" divides the KL by
+        the latter), for exact gradient accumulation."""
+        return {
+            "tokens": jnp.sum(batch["response_mask"], dtype=jnp.float32),
+            "sequences": self.num_pairs(batch).astype(jnp.float32),
+        }
+
+    def loss(self, params, batch, rng, normalizers=None):
         from mathjax_vl.losses.positions import gather_aligned
 
         weak = vlm_common.vlm_hidden(self.model, params, batch, "weak_")
@@ -77,7 +86,10 @@ class PumaKL(Task):
             batch["response_labels"].reshape(-1),
             batch["response_mask"].reshape(-1),
             self.cfg.loss,
-            num_sequences=self.num_pairs(batch),
+            num_sequences=self.num_pairs(batch)
+            if normalizers is None
+            else normalizers["sequences"],
+            num_tokens=None if normalizers is None else normalizers["tokens"],
         )
 
     def synthetic_example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ class TextSFT(Task):
     """Causal-LM SFT of a decoder (any registered kind) on (packed) token rows."""
 
     name = "sft"
+    accumulation = "sum"
 
     def __init__(self, config: ml_collections.ConfigDict):
         from mathjax_vl.models import build
@@ -54,7 +55,10 @@ class TextSFT(Task):
         )
         return out.hidden_states
 
-    def loss(self, params, batch, rng):
+    def loss_normalizers(self, batch):
+        return common.token_normalizers(batch["labels"])
+
+    def loss(self, params, batch, rng, normalizers=None):
         from mathjax_vl.models.decoder import lm_head_weight
 
         hidden = self.hidden_states(params, batch)  # [B, T, D]
@@ -65,6 +69,7 @@ class TextSFT(Task):
             targets.reshape(-1),
             mask.reshape(-1),
             self.cfg.loss,
+            normalizers,
         )
 
     def synthetic_example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
