@@ -19,6 +19,10 @@ def _one_step(mesh: dict, num_devices: int, tmp_path) -> tuple[float, dict, dict
     overrides = [f"--config.mesh.shape.{k}={v}" for k, v in mesh.items()]
     overrides += [f"--config.mesh.num_devices={num_devices}", "--config.optim.warmup_ratio=0.0"]
     overrides += ["--config.optim.schedule=constant"]
+    # Adam's first update is g / (|g| + eps) ~ sign(g): at eps 1e-8 a gradient entry near zero
+    # flips sign under a different (sharded) reduction order and the update jumps by 2 * lr.
+    # eps 1e-3 keeps the update Lipschitz in g, so 1e-5 compares the step itself, not rounding.
+    overrides += ["--config.optim.eps=1e-3"]
     config = load_config(CONFIG, overrides)
     trainer = Trainer(config, tmp_path)
     state = state_lib.init_state(trainer.task, trainer.tx, trainer.setup, jax.random.key(0))
