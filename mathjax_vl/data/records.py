@@ -18,6 +18,8 @@ Record types (the `kind` string is stored in every dict):
 - `ImageCaption` ("image_caption", CLIP-Math contrastive pretraining): image + caption.
 - `ImageCode` ("image_code", MathCoder-VL image-to-code): image + source code, language
   "python" or "tikz".
+- `PreferencePair` ("preference_pair", DPO): a prompt with its images, a chosen and a rejected
+  response.
 - `EvalProblem` ("eval_problem", MathVerse/MathVista-style evaluation): problem_id, version,
   question, images, optional choices, answer, answer_type, precision, metadata.
 
@@ -636,11 +638,86 @@ class EvalProblem(_Record):
 
 
 # --------------------------------------------------------------------------------------------
+# Preference pairs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferencePair(_Record):
+    """DPO sample: a prompt (with its images) and two responses, the chosen one preferred."""
+
+    kind: ClassVar[str] = "preference_pair"
+    prompt: str
+    chosen: str
+    rejected: str
+    images: tuple[bytes, ...] = ()
+    id: str = ""
+
+    def validate(self, where=_NO_SOURCE) -> None:
+        _require_str(self.prompt, "prompt", where, empty_reason="missing_field")
+        _require_str(self.chosen, "chosen", where, empty_reason="empty_response")
+        _require_str(self.rejected, "rejected", where, empty_reason="empty_response")
+        self._set("images", _check_images(self.images, "images", where))
+        _require_str(self.id, "id", where, allow_empty=True)
+        n = self.prompt.count(IMAGE_PLACEHOLDER)
+        if n != len(self.images):
+            raise _fail(
+                where,
+                "image_count_mismatch",
+                f"prompt: expected one {IMAGE_PLACEHOLDER!r} per image: found {n} placeholders "
+                f"and {len(self.images)} images",
+            )
+        for name in ("chosen", "rejected"):
+            if IMAGE_PLACEHOLDER in getattr(self, name):
+                raise _fail(where, "bad_value", f"field {name!r}: a response holds no images")
+        if self.chosen == self.rejected:
+            raise _fail(where, "bad_value", "chosen and rejected are the same response")
+
+    def conversation(self, side: str) -> MultimodalConversation:
+        """The prompt answered by the 'chosen' or 'rejected' response."""
+        if side not in ("chosen", "rejected"):
+            raise ValueError(f"side: expected 'chosen' or 'rejected', found {side!r}")
+        return MultimodalConversation(
+            turns=(Turn("user", self.prompt), Turn("assistant", getattr(self, side))),
+            images=self.images,
+            id=f"{self.id}:{side}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "prompt": self.prompt,
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "images": list(self.images),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where=_NO_SOURCE) -> PreferencePair:
+        return _build(
+            cls,
+            where,
+            prompt=_get(d, "prompt", where),
+            chosen=_get(d, "chosen", where),
+            rejected=_get(d, "rejected", where),
+            images=tuple(_get(d, "images", where, ())),
+            id=_get(d, "id", where, ""),
+        )
+
+
+# --------------------------------------------------------------------------------------------
 # Registry and generic construction
 # --------------------------------------------------------------------------------------------
 
 Record = (
-    TextConversation | MultimodalConversation | PumaPair | ImageCaption | ImageCode | EvalProblem
+    TextConversation
+    | MultimodalConversation
+    | PumaPair
+    | ImageCaption
+    | ImageCode
+    | EvalProblem
+    | PreferencePair
 )
 
 RECORD_TYPES: dict[str, type] = {
@@ -652,6 +729,7 @@ RECORD_TYPES: dict[str, type] = {
         ImageCaption,
         ImageCode,
         EvalProblem,
+        PreferencePair,
     )
 }
 

@@ -56,6 +56,13 @@ def _features(kind: str):
         },
         "image_caption": {"id": text(), "image": blob(), "caption": text()},
         "image_code": {"id": text(), "image": blob(), "code": text(), "language": text()},
+        "preference_pair": {
+            "id": text(),
+            "prompt": text(),
+            "chosen": text(),
+            "rejected": text(),
+            "images": F.Sequence(blob()),
+        },
         "eval_problem": {
             "problem_id": text(),
             "version": text(),
@@ -133,6 +140,9 @@ def _from_example(kind: str, ex: Mapping[str, Any]) -> dict[str, Any]:
             "code": _text(ex["code"]),
             "language": _text(ex["language"]),
         }
+    if kind == "preference_pair":
+        out = {k: _text(ex[k]) for k in ("id", "prompt", "chosen", "rejected")}
+        return {"kind": kind, **out, "images": _blobs(ex["images"])}
     if kind == "eval_problem":
         precision = int(ex["precision"])
         return {

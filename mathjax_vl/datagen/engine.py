@@ -18,7 +18,9 @@ Recipes and their records (mathjax_vl.data.records):
   free-form;
 - captions: ImageCaption (fully labelled figure, MAVIS-style caption) for CLIP-Math;
 - instruct: MultimodalConversation (figure + question -> chain-of-thought solution);
-- image_code: ImageCode (figure + the Python program that drew it) for MathCoder-VL.
+- image_code: ImageCode (figure + the Python program that drew it) for MathCoder-VL;
+- preference: PreferencePair (figure + question; chosen = the verified solution, rejected = a
+  full solution built on a typical mistake whose answer the verifier rejects) for DPO.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ from mathjax_vl.datagen import quality as Q
 from mathjax_vl.datagen import versions as V
 from mathjax_vl.datagen.sandbox import FigureExecutor, SandboxConfig
 
-RECIPES = ("puma_pairs", "mathverse_eval", "captions", "instruct", "image_code")
+RECIPES = ("puma_pairs", "mathverse_eval", "captions", "instruct", "image_code", "preference")
 DEFAULT_SPLIT = {
     "puma_pairs": "train",
     "mathverse_eval": "test",
     "captions": "train",
     "instruct": "train",
     "image_code": "train",
+    "preference": "train",
 }
 MAX_EXAMPLES_PER_REASON = 3
 MATHVERSE_NAMES = {
@@ -375,12 +378,39 @@ def _image_code(problem, rng, config, run_program, item_id):
     return [record], [preview], image["dhash"], ""  # one image must not map to two programs
 
 
+def _preference(problem, rng, config, run_program, item_id):
+    from mathjax_vl.data import records as R
+    from mathjax_vl.datagen.preference import preference_responses
+
+    try:
+        chosen, rejected, mistake = preference_responses(problem, rng)
+    except ValueError as exc:
+        raise _Reject("no_wrong_mistake", str(exc)) from None
+    versions = V.puma_versions(problem, rng)
+    names = [n for n in ("text_dominant", "vision_dominant", "vision_only") if n in versions]
+    version = versions[names[int(rng.integers(len(names)))]]
+    _checked(problem, (version,))
+    image = _render(run_program, version.figure_program(problem), config.quality, {})
+    user = V.instruction(problem, version.text(problem))
+    record = R.PreferencePair(
+        prompt=R.with_leading_placeholders(user, 1),
+        chosen=chosen,
+        rejected=rejected,
+        images=(image["png"],),
+        id=item_id,
+    )
+    wrong = V.answer_with_unit(problem, mistake.value)
+    preview = _preview(image["png"], f"preference/{version.name}", user, wrong, problem)
+    return [record], [preview], image["dhash"], user
+
+
 _RECIPE_BUILDERS = {
     "puma_pairs": _puma_pairs,
     "mathverse_eval": _mathverse_eval,
     "captions": _captions,
     "instruct": _instruct,
     "image_code": _image_code,
+    "preference": _preference,
 }
 
 

@@ -1,6 +1,7 @@
 r"""`mathjax-vl datagen`: generate a verified dataset of math figures and problems.
 
-    mathjax-vl datagen --recipe {puma_pairs,mathverse_eval,captions,instruct,image_code} \
+    mathjax-vl datagen \
+        --recipe {puma_pairs,mathverse_eval,captions,instruct,image_code,preference} \
         --n N --seed S --workers W --out DIR [--preview FILE.png] [--split SPLIT] \
         [--families plane_geometry,functions] [--timeout-s 10 (CPU s)] [--memory-limit-gb 2]
         [--unsafe-no-isolation]
