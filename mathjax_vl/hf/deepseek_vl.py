@@ -36,7 +36,10 @@ from mathjax_vl.hf.leaves import (
 from mathjax_vl.models import registry as model_registry
 from mathjax_vl.models.deepseek_vl import HYBRID, PLAIN, DeepseekVLConfig
 
-HYBRID_ARCH, PLAIN_ARCH = "DeepseekVLHybridForConditionalGeneration", "DeepseekVLForConditionalGeneration"
+HYBRID_ARCH, PLAIN_ARCH = (
+    "DeepseekVLHybridForConditionalGeneration",
+    "DeepseekVLForConditionalGeneration",
+)
 LM_PREFIX, LM_HEAD = "model.language_model.", "lm_head.weight"
 VISION_PREFIX = "model.vision_model."
 SAM_PREFIX = "model.high_res_vision_model.vision_encoder."

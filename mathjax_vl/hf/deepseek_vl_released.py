@@ -11,7 +11,7 @@ convert_deepseek_vl_hybrid_weights_to_hf.py applies):
       [1, N, D], patch_embed.proj, blocks.{i}.{norm1,norm2,attn.qkv (fused q|k|v),attn.proj,
       mlp.fc1/fc2}, norm; attn_pool.* (a MAP head the model never runs) is ignored
   vision_model.vision_tower.*                    the same SigLIP, DeepSeek-VL without SAM
-  vision_model.{high,low}_layer_norm.*           created by HybridVisionTower, never applied: ignored
+  vision_model.{high,low}_layer_norm.*           made by HybridVisionTower, never applied: ignored
   aligner.high_up_proj / low_up_proj / layers.1  the hybrid split MLP (layers.0 is the GELU);
   aligner.layers.0 / layers.2                    the plain "mlp_gelu" aligner
   language_model.model.*, language_model.lm_head.weight   LlamaForCausalLM
@@ -179,7 +179,9 @@ def config_from_released(
     tower_knobs = {k: v for k, v in knobs.items() if k in native.KNOBS_ALL}
     if kind == "hybrid":
         low_p, high_p = vis.get("low_res_cfg") or {}, vis.get("high_res_cfg") or {}
-        low = _tower(low_p, towers, f"{where}: vision_config.params.low_res_cfg", SiglipVisionConfig)
+        low = _tower(
+            low_p, towers, f"{where}: vision_config.params.low_res_cfg", SiglipVisionConfig
+        )
         high = _tower(high_p, towers, f"{where}: vision_config.params.high_res_cfg",
                       SamVisionConfig)  # fmt: skip
         high = dataclasses.replace(high, **tower_knobs)
@@ -269,4 +271,4 @@ def is_released(path: str) -> bool:
         return False
 
 
-__all__ = ["load", "config_from_released", "is_released", "TOWERS", "sam", "siglip"]
+__all__ = ["TOWERS", "config_from_released", "is_released", "load", "sam", "siglip"]

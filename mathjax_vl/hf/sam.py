@@ -91,7 +91,13 @@ def neck_leaves(hf_prefix: str, path: tuple[str, ...], d: int, c: int) -> list[L
 
 def vision_leaves(cfg: SamVisionConfig, hf_prefix: str = "", path=()) -> list[Leaf]:
     """Every tensor of a SAM encoder (see the module docstring)."""
-    d, m, p, c, g = cfg.hidden_size, cfg.intermediate_size, cfg.patch_size, cfg.num_channels, cfg.grid
+    d, m, p, c, g = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.patch_size,
+        cfg.num_channels,
+        cfg.grid,
+    )
     pre = hf_prefix
     leaves = [
         Leaf(f"{pre}{PATCH_SUFFIX}", (*path, "patch_embed", "patch_embedding", "kernel"), "conv",
