@@ -100,3 +100,16 @@ def test_tiny_hybrid_trains(stage, tmp_path):
         assert any(k.startswith(part) for k in moved), part
     llm = {k for k in after if k.startswith("language_model/")}
     assert (llm & moved) == (set() if "kl" in stage else llm)
+
+
+def test_pipeline_data_is_refused_with_a_clear_error(tmp_path):
+    from mathjax_vl.errors import ConfigError
+    from mathjax_vl.train import pipeline_adapter
+
+    config = load_config(
+        str(CONFIGS / "deepseek_puma_stage3_instruct.py:tiny"),
+        [f"--config.data.dataset={tmp_path}", f"--config.data.tokenizer_dir={tmp_path}"],
+    )
+    task = build_task(config)
+    with pytest.raises(ConfigError, match=r"\['high_res_pixel_values'\].*data.kind='synthetic'"):
+        pipeline_adapter.build(config, task, 0, 1, 2)
