@@ -258,6 +258,7 @@ def generate_vlm(
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def _embed_jit(cfg: Any, params: Any, input_ids: Array, pixel_values: Array | None) -> Array:
-    from mathjax_vl.models.vlm import VLM
+    from mathjax_vl.models import registry
 
-    return VLM(cfg).apply({"params": params}, input_ids, pixel_values, method=VLM.embed)
+    model = registry.build(cfg)  # the composite's own module (InternVL shuffles its features)
+    return model.apply({"params": params}, input_ids, pixel_values, method=type(model).embed)

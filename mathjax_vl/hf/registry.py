@@ -51,6 +51,7 @@ BUILTIN_MODULES = (
     "mathjax_vl.hf.siglip",
     "mathjax_vl.hf.clip",
     "mathjax_vl.hf.llava",
+    "mathjax_vl.hf.internvl",
 )
 
 

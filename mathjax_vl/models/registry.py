@@ -37,6 +37,8 @@ BUILTIN_MODULES = (
     "mathjax_vl.models.clip",
     "mathjax_vl.models.projectors",
     "mathjax_vl.models.vlm",
+    "mathjax_vl.models.internvit",
+    "mathjax_vl.models.internvl",
 )
 
 
