@@ -79,7 +79,9 @@ VISION_FIELDS = [
 def _square(value: Any, field: str, where: str) -> int:
     if isinstance(value, (list, tuple)):
         if len(set(value)) != 1:
-            raise ConversionError(f"{where}: {field} {list(value)} is not square; supported: h == w")
+            raise ConversionError(
+                f"{where}: {field} {list(value)} is not square; supported: h == w"
+            )
         value = value[0]
     return int(value)
 
@@ -151,7 +153,13 @@ def vision_leaves(cfg: InternViTConfig, hf_prefix: str = "", path=()) -> list[Le
     if cfg.qk_norm:
         for norm in ("q_norm", "k_norm"):
             add(f"attention.{norm}", "weight", "copy", (d,), f"attention/{norm}/scale")
-    add("attention.projection_layer", "weight", "linear", (d, d), "attention/projection_layer/kernel")
+    add(
+        "attention.projection_layer",
+        "weight",
+        "linear",
+        (d, d),
+        "attention/projection_layer/kernel",
+    )
     add("attention.projection_layer", "bias", "copy", (d,), "attention/projection_layer/bias")
     for norm in ("layernorm_before", "layernorm_after"):
         add(norm, "weight", "copy", (d,), f"{norm}/scale")
@@ -194,7 +202,7 @@ def make_config(
 ) -> InternVLConfig:
     """InternVLConfig from its parts (shared by the native and the released-layout readers)."""
     proj_knobs = {k: v for k, v in knobs.items() if k in ("dtype", "param_dtype")}
-    r = int(round(1.0 / downsample_ratio))
+    r = round(1.0 / downsample_ratio)
     try:
         return InternVLConfig(
             vision=vision,
@@ -226,7 +234,9 @@ def config_from_hf(hf: dict[str, Any], path: str = "<config>", **knobs: Any) -> 
     where = f"{path}/config.json"
     txt = dict(hf.get("text_config") or {"model_type": "qwen2"})
     text_spec = hf_registry.by_model_type(txt.get("model_type"), "decoder", f"{path}: text_config")
-    vision = vision_from_hf(hf.get("vision_config") or {}, f"{where}: vision_config", **split_knobs(knobs))
+    vision = vision_from_hf(
+        hf.get("vision_config") or {}, f"{where}: vision_config", **split_knobs(knobs)
+    )
     if hf.get("tie_word_embeddings", True) and not txt.get("tie_word_embeddings"):
         txt["tie_word_embeddings"] = True  # InternVLConfig ties by default (the top-level flag)
     try:

@@ -1,8 +1,9 @@
 """The released `internvl_chat` layout (InternVL2, MathCoder-VL, FigCodifier) -> our InternVL.
 
 What OpenGVLab's remote code (modeling_internvl_chat.py, modeling_intern_vit.py,
-modeling_internlm2.py) saves, and what it becomes here (the same renames as transformers'
-convert_internvl_weights_to_hf.py, so the result equals the native InternVLForConditionalGeneration):
+modeling_internlm2.py) saves, and what it becomes here: the renames of transformers'
+convert_internvl_weights_to_hf.py, so the result equals the native
+InternVLForConditionalGeneration:
 
   vision_model.embeddings.class_embedding            vision_tower.embeddings.cls_token
   vision_model.embeddings.position_embedding         ...embeddings.position_embeddings

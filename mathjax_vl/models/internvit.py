@@ -214,7 +214,9 @@ class InternViT(nn.Module):
         targets = resolve_feature_layers(feature_layers, cfg.num_layers)
         layer_cls = InternViTLayer
         if cfg.remat_policy != "none":
-            layer_cls = nn.remat(layer_cls, policy=remat_policy(cfg.remat_policy), prevent_cse=False)
+            layer_cls = nn.remat(
+                layer_cls, policy=remat_policy(cfg.remat_policy), prevent_cse=False
+            )
         layers = nn.scan(
             layer_cls,
             variable_axes={"params": 0},

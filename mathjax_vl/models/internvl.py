@@ -20,7 +20,6 @@ import dataclasses
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from mathjax_vl.models import logical_axes as ax
 from mathjax_vl.models import registry
@@ -54,7 +53,7 @@ class InternVLConfig(VLMConfig):
                 f"{SELECT_STRATEGIES}"
             )
         r = self.shuffle_factor
-        grid = int(round(self.vision.num_patches**0.5))
+        grid = round(self.vision.num_patches**0.5)
         if grid * grid != self.vision.num_patches or grid % r:
             raise ValueError(
                 f"internvl: the tower's {self.vision.num_patches} patches are not a square grid "
@@ -81,7 +80,7 @@ class InternVLConfig(VLMConfig):
     @property
     def shuffle_factor(self) -> int:
         """1 / downsample_ratio as an int (2 for InternVL's 0.5)."""
-        r = int(round(1.0 / self.downsample_ratio))
+        r = round(1.0 / self.downsample_ratio)
         if abs(r * self.downsample_ratio - 1.0) > 1e-9:
             raise ValueError(f"internvl: downsample_ratio {self.downsample_ratio} is not 1/int")
         return r
@@ -95,7 +94,7 @@ class InternVLConfig(VLMConfig):
 def pixel_shuffle(x: Array, r: int) -> Array:
     """[B, g*g, C] patch features -> [B, (g/r)^2, C*r*r], HF InternVLModel.pixel_shuffle's order."""
     b, t, c = x.shape
-    g = int(round(t**0.5))
+    g = round(t**0.5)
     x = x.reshape(b, g, g // r, c * r)  # [B, g, g/r, rC]
     x = x.transpose(0, 2, 1, 3)  # [B, g/r, g, rC]
     x = x.reshape(b, g // r, g // r, c * r * r)  # [B, g/r, g/r, r^2 C]
@@ -114,9 +113,9 @@ class InternVLProjector(nn.Module):
         h = Dense((cfg.inner_dim,), (ax.EMBED,), (ax.MLP,), use_bias=True, name="linear_1", **dt)(x)
         h = activation(cfg.act)(h)
         h = nn.with_logical_constraint(h, (ax.BATCH, ax.PATCH, ax.MLP))
-        return Dense((cfg.output_dim,), (ax.MLP,), (ax.EMBED,), use_bias=True, name="linear_2", **dt)(
-            h
-        )
+        return Dense(
+            (cfg.output_dim,), (ax.MLP,), (ax.EMBED,), use_bias=True, name="linear_2", **dt
+        )(h)
 
 
 class InternVL(VLM):
