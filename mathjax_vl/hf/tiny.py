@@ -145,6 +145,7 @@ def make_tiny_internvl(
     qk_norm: bool = False,
     norm_type: str = "layer_norm",
     tie: bool = False,
+    text_overrides: dict[str, Any] | None = None,
 ):
     """Writes a tiny InternVLForConditionalGeneration (InternViT with q/k bias, layer scale;
     pixel shuffle 0.5; the `text` decoder, a DECODER_FAMILY name) to `path`; returns the torch
@@ -177,6 +178,7 @@ def make_tiny_internvl(
         max_position_embeddings=512,
     )
     text_fields.update({"rope_theta": 10000.0, **family_fields})
+    text_fields.update(text_overrides or {})
     tcfg = getattr(tf, cfg_cls)(**text_fields)
     grid = image_size // patch_size
     cfg = tf.InternVLConfig(
