@@ -49,9 +49,11 @@ def internlm2(size: str) -> dict:
     if size == "8b":
         return dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                     num_attention_heads=32, num_key_value_heads=8, **common)  # fmt: skip
-    return dict(kind="llama", vocab_size=1024, hidden_size=64, intermediate_size=128,
-                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                rope_theta=10000.0, tie_word_embeddings=False, max_position_embeddings=4096)  # fmt: skip
+    return dict(
+        kind="llama", vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, rope_theta=10000.0,
+        tie_word_embeddings=False, max_position_embeddings=4096,
+    )  # fmt: skip
 
 
 def internvl(c: ml_collections.ConfigDict, size: str) -> None:

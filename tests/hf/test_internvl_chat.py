@@ -26,9 +26,9 @@ from mathjax_vl.models import registry as model_registry
 
 # Native (transformers 5 save_pretrained) -> released names. Sources of the released names:
 #   modeling_intern_vit.py  InternVisionEmbeddings (class_embedding, patch_embedding,
-#                           position_embedding), InternVisionEncoder.layers, InternVisionEncoderLayer
-#                           (attn, mlp.fc1/fc2, norm1, norm2, ls1, ls2), InternAttention (qkv,
-#                           proj, q_norm, k_norm)
+#                           position_embedding), InternVisionEncoder.layers,
+#                           InternVisionEncoderLayer (attn, mlp.fc1/fc2, norm1, norm2, ls1, ls2),
+#                           InternAttention (qkv, proj, q_norm, k_norm)
 #   modeling_internvl_chat.py  InternVLChatModel (vision_model, language_model,
 #                           mlp1 = Sequential(LayerNorm, Linear, GELU, Linear) -> 0, 1, 3)
 #   modeling_internlm2.py   InternLM2ForCausalLM (model.tok_embeddings, model.layers.{i}.attention.

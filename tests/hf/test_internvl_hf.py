@@ -29,7 +29,7 @@ def internvl(request, tmp_path_factory):
     model = make_tiny_internvl(
         d, text, qk_norm=qk, norm_type="rms_norm" if qk else "layer_norm", tie=qk
     )
-    kind, cfg, params = registry.load_hf(d)
+    _kind, cfg, params = registry.load_hf(d)
     return text, qk, d, model, cfg, params
 
 
@@ -93,7 +93,9 @@ def test_greedy_generation_matches_generate(internvl):
             eos_token_id=None,
             pad_token_id=0,
         )[:, ids.shape[1] :].numpy()
-    out = generate_vlm(cfg, params, ids, mask, pixels, SamplingConfig(max_new_tokens=32, pad_token=0))
+    out = generate_vlm(
+        cfg, params, ids, mask, pixels, SamplingConfig(max_new_tokens=32, pad_token=0)
+    )
     np.testing.assert_array_equal(np.asarray(out.tokens), ref)
 
 
