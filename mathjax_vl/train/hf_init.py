@@ -25,7 +25,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from flax import traverse_util
 
 log = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ class InitReport:
     subtrees: list[tuple[str, str, int]]  # (subtree, source label or "fresh", parameters)
 
     def lines(self) -> list[str]:
-        out = [f"init: {sub or '(whole tree)'} <- {src} ({n} params)" for sub, src, n in self.subtrees]
+        out = [f"init: {sub} <- {src} ({n} params)" for sub, src, n in self.subtrees]
         out += [f"init: {n} tensors of {src} unused" for src, n in self.unused.items() if n]
         return out
 
@@ -138,7 +138,9 @@ def sources_of(init: Mapping | None) -> list[Source]:
             )
         )
     elif init.get("rename"):
-        raise ConfigError("init.rename is set but init.checkpoint is not (put rename rules on a source)")
+        raise ConfigError(
+            "init.rename is set but init.checkpoint is not (put rename rules on a source)"
+        )
     for d in hf_dirs(init.get("hf_dir") or ""):
         out.append(Source(path=d, name=f"init.hf_dir {d}"))
     return out
@@ -165,7 +167,7 @@ def _open_run(source: Source, ckpt_dir: Any) -> _Opened:
         # one orbax restore per copy: two subtrees filled from one key get their own buffers
         out: dict[str, list[Any]] = {k: [] for k in wanted}
         for copy in range(max((len(v) for v in wanted.values()), default=0)):
-            batch = {k: (meta[k][0], likes[copy]) for k, likes in wanted.items() if copy < len(likes)}
+            batch = {k: (meta[k][0], v[copy]) for k, v in wanted.items() if copy < len(v)}
             for k, v in checkpointing.restore_run_params(ckpt_dir, step, batch).items():
                 out[k].append(v)
         return out
@@ -203,11 +205,11 @@ def open_source(source: Source, config: Any, model_cfg: Any) -> _Opened:
 
     if not os.path.isdir(source.path):
         raise ConfigError(f"init source {source.label}: {source.path} is not a directory")
-    if registry.is_checkpoint(source.path) or os.path.exists(
-        os.path.join(source.path, "config.json")
-    ):
+    if registry.is_checkpoint(source.path):
         return _open_dir(source, config, model_cfg)
-    ckpt_dir = checkpointing.run_checkpoint_dir(source.path)
+    ckpt_dir = checkpointing.run_checkpoint_dir(source.path)  # a run dir holds a config.json too
+    if ckpt_dir is None and os.path.exists(os.path.join(source.path, "config.json")):
+        return _open_dir(source, config, model_cfg)
     if ckpt_dir is None:
         raise ConfigError(
             f"init source {source.label}: {source.path} is neither a training run (no "
@@ -243,9 +245,9 @@ def fill(
 ) -> tuple[Any, InitReport]:
     """`fresh` params (jax arrays, sharded as training wants) with every parameter the sources
     fill replaced by its load; checks coverage, overlaps and shapes (module docstring)."""
-    from mathjax_vl.models.build import model_config
-
     import numpy as np
+
+    from mathjax_vl.models.build import model_config
 
     flat = traverse_util.flatten_dict(fresh, sep="/")
     model_cfg = model_config(config.model)
@@ -299,15 +301,13 @@ def _report(opened, plan, owner, missing, unused) -> InitReport:
     counts: dict[tuple[str, str], int] = {}
     for op, mine in zip(opened, plan):
         into = op.source.into if op.source.into is not None else op.default_into
-        for ts in mine.values():
-            for t in ts:
-                sub = _subtree(t, into)
-                counts[(sub, f"{op.source.label} [{op.what}]")] = (
-                    counts.get((sub, f"{op.source.label} [{op.what}]"), 0) + 1
-                )
+        label = f"{op.source.label} [{op.what}]"
+        for t in (t for ts in mine.values() for t in ts):
+            key = (_subtree(t, into), label)
+            counts[key] = counts.get(key, 0) + 1
     for t in missing:
-        sub = t.split("/", 1)[0] + "/"
-        counts[(sub, "fresh init (allow_missing)")] = counts.get((sub, "fresh init (allow_missing)"), 0) + 1
+        key = (t.split("/", 1)[0] + "/", "fresh init (allow_missing)")
+        counts[key] = counts.get(key, 0) + 1
     return InitReport(
         filled={t: src for t, (src, _) in owner.items()},
         fresh=missing,
