@@ -38,7 +38,6 @@ SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-RESIZE_MODES = ("squash", "shortest_edge_crop", "dynamic_tiles")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +69,11 @@ class AugmentConfig:
         )
 
 
+RESIZE_MODES = ("squash", "shortest_edge_crop", "pad_square", "dynamic_tiles")
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+PAD_MIN_SIZE = 14  # DeepSeek-VL's processors: no side shorter than this after the resize
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageProcessingConfig:
     """How raw images become the vision tower's ``pixel_values``.
@@ -78,7 +82,10 @@ class ImageProcessingConfig:
       height, width: output size (the tower's input resolution).
       resize_mode: ``"squash"`` resizes straight to height x width (SigLIP);
         ``"shortest_edge_crop"`` resizes the shortest edge to ``height`` keeping the aspect
-        ratio, then centre-crops (CLIP).
+        ratio, then centre-crops (CLIP); ``"pad_square"`` resizes the longest edge to ``height``
+        (the other ``max(round(side * scale), 14)``) and centres it on a square of the colour
+        ``int(255 * mean)`` (DeepSeek-VL).
+      resample: the PIL filter, ``"bicubic"`` (every processor's default) or ``"bilinear"``.
       mean, std: per-channel normalisation after rescaling.
       rescale_factor: multiplies the uint8 pixels (1/255 in every HF processor we use).
       augment: random augmentations (training only); None disables them.
@@ -86,22 +93,25 @@ class ImageProcessingConfig:
 
     height: int = 384
     width: int = 384
-    resize_mode: Literal["squash", "shortest_edge_crop", "dynamic_tiles"] = "squash"
+    resize_mode: Literal["squash", "shortest_edge_crop", "pad_square", "dynamic_tiles"] = "squash"
     mean: tuple[float, float, float] = SIGLIP_MEAN
     std: tuple[float, float, float] = SIGLIP_STD
     rescale_factor: float = 1.0 / 255.0
     augment: AugmentConfig | None = None
+    resample: Literal["bicubic", "bilinear"] = "bicubic"
     min_tiles: int = 1
     max_tiles: int = 1
     use_thumbnail: bool = True
 
     def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize_mode {self.resize_mode!r}; expected {RESIZE_MODES}")
+        if self.resample not in RESAMPLE:
+            raise ValueError(f"unknown resample {self.resample!r}; expected {sorted(RESAMPLE)}")
         if not 1 <= self.min_tiles <= self.max_tiles:
             raise ValueError(
                 f"need 1 <= min_tiles <= max_tiles, got {self.min_tiles}, {self.max_tiles}"
             )
-        if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(f"unknown resize_mode {self.resize_mode!r}")
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"image size must be positive, got {self.height}x{self.width}")
 
@@ -241,12 +251,31 @@ def augment_image(image: Image.Image, cfg: AugmentConfig, rng: np.random.Generat
     return image
 
 
+def pad_square(image: Image.Image, cfg: ImageProcessingConfig) -> Image.Image:
+    """Longest edge -> cfg.height, then centred on a square of colour int(255 * mean)."""
+    w, h = image.size
+    scale = cfg.height / max(w, h)
+    new_w = max(round(w * scale), PAD_MIN_SIZE)  # Python's round, as the HF processor
+    new_h = max(round(h * scale), PAD_MIN_SIZE)
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), RESAMPLE[cfg.resample])
+    if new_w == new_h:
+        return image
+    side = max(new_w, new_h)
+    canvas = Image.new("RGB", (side, side), tuple(int(m * 255) for m in cfg.mean))
+    canvas.paste(image, ((side - new_w) // 2, (side - new_h) // 2))
+    return canvas
+
+
 def resize_image(image: Image.Image, cfg: ImageProcessingConfig) -> Image.Image:
-    """Bicubic resize on uint8 pixels (PIL), as the HF PIL-backend processors do
-    ("dynamic_tiles" here is its one-tile case, a squash; process_image_tiles tiles)."""
+    """PIL resize on uint8 pixels (bicubic unless cfg.resample), as the HF PIL-backend
+    processors do ("dynamic_tiles" here is its one-tile case, a squash; process_image_tiles
+    tiles)."""
+    if cfg.resize_mode == "pad_square":
+        return pad_square(image, cfg)
     if cfg.resize_mode in ("squash", "dynamic_tiles"):
         if image.size != (cfg.width, cfg.height):
-            image = image.resize((cfg.width, cfg.height), Image.Resampling.BICUBIC)
+            image = image.resize((cfg.width, cfg.height), RESAMPLE[cfg.resample])
         return image
     # shortest_edge_crop: short side -> height, long side int(size * long / short) as in HF
     w, h = image.size
@@ -254,7 +283,7 @@ def resize_image(image: Image.Image, cfg: ImageProcessingConfig) -> Image.Image:
     new_short, new_long = cfg.height, int(cfg.height * long / short)
     new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
     if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        image = image.resize((new_w, new_h), RESAMPLE[cfg.resample])
     top = int((new_h - cfg.height) / 2.0)
     left = int((new_w - cfg.width) / 2.0)
     return image.crop((left, top, left + cfg.width, top + cfg.height))
@@ -349,14 +378,14 @@ def tile_image(image: Image.Image, cfg: ImageProcessingConfig) -> list[Image.Ima
     t = cfg.height
     w, h = image.size
     cols, rows = tile_grid(h, w, t, cfg.min_tiles, cfg.max_tiles)
-    grid = image.resize((cols * t, rows * t), Image.Resampling.BICUBIC)
+    grid = image.resize((cols * t, rows * t), RESAMPLE[cfg.resample])
     tiles = [
         grid.crop((c * t, r * t, (c + 1) * t, (r + 1) * t))
         for r in range(rows)
         for c in range(cols)
     ]
     if cfg.use_thumbnail and len(tiles) > 1:
-        tiles.append(image.resize((t, t), Image.Resampling.BICUBIC))
+        tiles.append(image.resize((t, t), RESAMPLE[cfg.resample]))
     return tiles
 
 
