@@ -18,6 +18,7 @@ _REGISTRY = {
     "puma_kl": "mathjax_vl.train.tasks.puma_kl:make_task",
     "contrastive": "mathjax_vl.train.tasks.contrastive:make_task",
     "image_to_code": "mathjax_vl.train.tasks.image_to_code:make_task",
+    "preference": "mathjax_vl.train.tasks.preference:make_task",
 }
 
 
