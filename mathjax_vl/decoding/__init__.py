@@ -2,6 +2,7 @@
 
 from mathjax_vl.decoding.generate import (
     GenerateOutput,
+    Layout,
     decode_loop,
     decode_step,
     generate,
@@ -13,6 +14,7 @@ from mathjax_vl.decoding.sampling import SamplingConfig, sample_token, top_p_fil
 
 __all__ = [
     "GenerateOutput",
+    "Layout",
     "SamplingConfig",
     "decode_loop",
     "decode_step",

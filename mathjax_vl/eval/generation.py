@@ -120,8 +120,6 @@ class GenerationEngine:
     """Prompt building, length-sorted batching and jitted KV-cache decoding for one model."""
 
     def __init__(self, handle: ModelHandle, config: GenerationConfig = GenerationConfig()):
-        import jax
-
         from mathjax_vl.data import chat_template
         from mathjax_vl.data.tokenization import load_tokenizer
 
@@ -129,7 +127,18 @@ class GenerationEngine:
         self.config = config
         self.tokenizer = load_tokenizer(handle.tokenizer_dir)
         self.template = chat_template.template_for(self.tokenizer, config.chat_template)
-        self.params = jax.device_put(handle.params)
+        from mathjax_vl.eval.sharded import GenerationMesh
+
+        # The mesh the handle was restored onto (`load_model(mesh=...)`), else one device.
+        self.mesh = handle.mesh or GenerationMesh.create(None)
+        self.params = self.mesh.place(handle.config, handle.params)
+        if config.batch_size % self.mesh.batch_multiple:
+            log.warning(
+                "batch_size %d is not a multiple of the mesh's batch split %d: the batch is "
+                "replicated instead of split",
+                config.batch_size,
+                self.mesh.batch_multiple,
+            )
         self.stop_ids = self._stop_ids()
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
@@ -301,14 +310,24 @@ class GenerationEngine:
             from mathjax_vl.decoding import generate_vlm
 
             out = generate_vlm(
-                self.handle.config, self.params, ids, mask, pixels, self.sampling, rng
+                self.handle.config,
+                self.params,
+                ids,
+                mask,
+                pixels,
+                self.sampling,
+                rng,
+                layout=self.mesh.layout,
             )
         else:
             from mathjax_vl.decoding import generate
             from mathjax_vl.models import registry
 
             model = registry.build(self.handle.config)
-            out = generate(model, self.params, ids, mask, sampling=self.sampling, rng=rng)
+            out = generate(
+                model, self.params, ids, mask, sampling=self.sampling, rng=rng,
+                layout=self.mesh.layout,
+            )  # fmt: skip
         tokens = np.asarray(out.tokens)[: len(prompts)]
         return [self._decode(row) for row in tokens]
 
