@@ -301,9 +301,8 @@ def generate_vlm(
     if layout is None:
         embeds = _embed_jit(cfg, params, ids, pixel_values)
     else:
-        embed = _sharded_embed(
-            cfg, layout, *_flat_shardings(layout, params), ids.shape, np.shape(pixel_values)
-        )
+        key = (cfg, layout, *_flat_shardings(layout, params), ids.shape, np.shape(pixel_values))
+        embed = _jit_once("embed", _sharded_embed, *key)
         with layout.context():
             embeds = embed(params, ids, pixel_values)
     return generate(
@@ -334,11 +333,27 @@ def _on_cpu(layout: Layout) -> bool:
     return layout.mesh.devices.flat[0].platform == "cpu"
 
 
-@functools.lru_cache(maxsize=None)
+_JITS: dict[tuple, Callable] = {}  # (function name, static key) -> jitted function
+
+
+def _jit_once(name: str, build: Callable[..., Callable], *key: Any) -> Callable:
+    """The jitted function `build(*key)`, built once per key (jax then compiles it once per
+    argument shape: one executable per shape bucket)."""
+    if (name, *key) not in _JITS:
+        _JITS[(name, *key)] = build(*key)
+    return _JITS[(name, *key)]
+
+
+def compiled_executables(layout: Layout | None = None) -> int:
+    """How many executables the sharded path compiled (for `layout`, default all): one per
+    (function, shape bucket); a test asserts a rerun over the same buckets adds none."""
+    return sum(fn._cache_size() for key, fn in _JITS.items() if layout is None or layout in key[1:])
+
+
 def _sharded_embed(
     cfg: Any, layout: Layout, treedef: Any, leaves: tuple, ids_shape: tuple, pix_shape: tuple
 ) -> Callable:
-    """The VLM's prompt embedding, jitted on the layout: [B, T] ids (+ [N, H, W, C]) -> [B, T, D]."""
+    """The VLM prompt embedding on the layout: [B, T] ids (+ [N, H, W, C] pixels) -> [B, T, D]."""
     params_sh = jax.tree.unflatten(treedef, leaves)
     pix_sh = layout.batch(pix_shape) if pix_shape else None
     out_shape = (*ids_shape, cfg.text.hidden_size)
@@ -349,15 +364,22 @@ def _sharded_embed(
     )
 
 
-@functools.lru_cache(maxsize=None)
 def _sharded_prefill(
-    model: Decoder, layout: Layout, treedef: Any, leaves: tuple, x_shape: tuple, embeds: bool, s: int
+    model: Decoder,
+    layout: Layout,
+    treedef: Any,
+    leaves: tuple,
+    x_shape: tuple,
+    embeds: bool,
+    s: int,
 ) -> Callable:
     """prefill on the layout for prompts x_shape ([B, T] ids or [B, T, D] embeddings) and a
     cache of s slots, created sharded inside the jit."""
     cfg = model.config
     b = x_shape[0]
-    cache_sh = layout.cache((cfg.num_hidden_layers, b, s, cfg.num_key_value_heads, cfg.dim_per_head))
+    cache_sh = layout.cache(
+        (cfg.num_hidden_layers, b, s, cfg.num_key_value_heads, cfg.dim_per_head)
+    )
 
     def run(params, x, mask):
         cache = jax.lax.with_sharding_constraint(init_cache(cfg, b, s), cache_sh)
@@ -375,7 +397,6 @@ def _sharded_prefill(
     )
 
 
-@functools.lru_cache(maxsize=None)
 def _sharded_decode(
     model: Decoder, sampling: SamplingConfig, layout: Layout, treedef: Any, leaves: tuple,
     k_shape: tuple,
@@ -419,9 +440,7 @@ def _generate_on_mesh(
         x = np.asarray(x, np.int32) if not embeds else np.asarray(x)
     k_shape = (cfg.num_hidden_layers, b, s, cfg.num_key_value_heads, cfg.dim_per_head)
     with layout.context():
-        logits, cache, pos = _sharded_prefill(model, layout, *flat, x_shape, embeds, s)(
-            params, x, mask
-        )
-        return _sharded_decode(model, sampling, layout, *flat, k_shape)(
-            params, logits, cache, pos, rng
-        )
+        run = _jit_once("prefill", _sharded_prefill, model, layout, *flat, x_shape, embeds, s)
+        logits, cache, pos = run(params, x, mask)
+        loop = _jit_once("decode", _sharded_decode, model, sampling, layout, *flat, k_shape)
+        return loop(params, logits, cache, pos, rng)

@@ -73,7 +73,9 @@ class GenerationMesh:
 
         from mathjax_vl.train.step import mesh_context
 
-        self.layout = Layout(mesh=mesh, sharding=sharding, context=lambda: mesh_context(mesh, rules))
+        self.layout = Layout(
+            mesh=mesh, sharding=sharding, context=lambda: mesh_context(mesh, rules)
+        )
 
     @classmethod
     def create(
