@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -247,8 +247,14 @@ class GenerationEngine:
     def generate_problems(self, problems: Sequence[EvalProblem], progress: bool = False):
         return [g.text for g in self.generate([problem_request(p) for p in problems], progress)]
 
-    def generate(self, requests: Sequence[Request], progress: bool = False) -> list[Generation]:
-        """One Generation per request, in request order."""
+    def generate(
+        self,
+        requests: Sequence[Request],
+        progress: bool = False,
+        on_batch: Callable[[list[int], list[Generation]], None] | None = None,
+    ) -> list[Generation]:
+        """One Generation per request, in request order. `on_batch(rows, generations)` is called
+        after each batch with the request positions it held (resumable runs save them)."""
         prompts = [self.prompt_ids(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: (-len(prompts[i]), i))
         results: list[Generation | None] = [None] * len(requests)
@@ -269,6 +275,8 @@ class GenerationEngine:
             )
             for i, out in zip(rows, outputs):
                 results[i] = out
+            if on_batch is not None:
+                on_batch(list(rows), outputs)
             if bar is not None:
                 bar.update(len(rows))
         if bar is not None:
