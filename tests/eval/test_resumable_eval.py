@@ -170,7 +170,7 @@ def _count_generated(monkeypatch):
     return counted
 
 
-@pytest.mark.slow  # ~30 s (a subprocess + 3 runs): python -m pytest -m slow tests/eval/test_resumable_eval.py
+@pytest.mark.slow  # ~30 s (a subprocess + 3 runs); run with -m slow
 def test_sigkill_mid_eval_then_rerun_generates_only_the_rest(dataset, straight, tmp_path,
                                                              monkeypatch):  # fmt: skip
     out = tmp_path / "report"
@@ -201,7 +201,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # two processes ~40 s: python -m pytest -m slow tests/eval/test_resumable_eval.py
+@pytest.mark.slow  # two processes, ~35 s; run with -m slow
 def test_two_processes_on_loopback_equal_one(dataset, straight, tmp_path):
     out = tmp_path / "report"
     port = _free_port()
