@@ -301,8 +301,7 @@ def generate_vlm(
     if layout is None:
         embeds = _embed_jit(cfg, params, ids, pixel_values)
     else:
-        key = (cfg, layout, *_flat_shardings(layout, params), ids.shape, np.shape(pixel_values))
-        embed = _jit_once("embed", _sharded_embed, *key)
+        embed = embed_fn(cfg, layout, params, ids.shape, np.shape(pixel_values))
         with layout.context():
             embeds = embed(params, ids, pixel_values)
     return generate(
@@ -420,6 +419,39 @@ def _sharded_decode(
     )
 
 
+def embed_fn(
+    cfg: Any, layout: Layout, params: Any, ids_shape: tuple, pix_shape: tuple = ()
+) -> Callable:
+    """The jitted VLM embedding on `layout` for these shapes (params: arrays or
+    ShapeDtypeStructs carrying their shardings); `.lower(...)` it for a memory analysis."""
+    key = (cfg, layout, *_flat_shardings(layout, params), tuple(ids_shape), tuple(pix_shape))
+    return _jit_once("embed", _sharded_embed, *key)
+
+
+def prefill_fn(
+    model: Decoder, layout: Layout, params: Any, x_shape: tuple, embeds: bool, cache_len: int
+) -> Callable:
+    """The jitted prefill on `layout`: (params, ids [B, T] | embeds [B, T, D], mask [B, T]) ->
+    (logits [B, V], cache of cache_len slots, next position [B])."""
+    key = (model, layout, *_flat_shardings(layout, params), tuple(x_shape), embeds, cache_len)
+    return _jit_once("prefill", _sharded_prefill, *key)
+
+
+def decode_fn(
+    model: Decoder, sampling: SamplingConfig, layout: Layout, params: Any, k_shape: tuple
+) -> Callable:
+    """The jitted decode loop on `layout`: (params, logits, cache, next position, rng) ->
+    GenerateOutput, for a cache whose k/v are k_shape [L, B, S, KV, Dh]."""
+    key = (model, sampling, layout, *_flat_shardings(layout, params), tuple(k_shape))
+    return _jit_once("decode", _sharded_decode, *key)
+
+
+def cache_shape(config: Any, batch: int, cache_len: int) -> tuple[int, ...]:
+    """k/v shape [L, B, S, KV, Dh] of a cache for `batch` rows of `cache_len` slots."""
+    return (config.num_hidden_layers, batch, cache_len, config.num_key_value_heads,
+            config.dim_per_head)  # fmt: skip
+
+
 def _generate_on_mesh(
     model: Decoder,
     params: Any,
@@ -434,13 +466,10 @@ def _generate_on_mesh(
     cfg = model.config
     b, t = mask.shape
     s = t + sampling.max_new_tokens
-    flat = _flat_shardings(layout, params)
     x_shape = tuple(np.shape(x))
     if not isinstance(x, jax.Array):
         x = np.asarray(x, np.int32) if not embeds else np.asarray(x)
-    k_shape = (cfg.num_hidden_layers, b, s, cfg.num_key_value_heads, cfg.dim_per_head)
     with layout.context():
-        run = _jit_once("prefill", _sharded_prefill, model, layout, *flat, x_shape, embeds, s)
-        logits, cache, pos = run(params, x, mask)
-        loop = _jit_once("decode", _sharded_decode, model, sampling, layout, *flat, k_shape)
+        logits, cache, pos = prefill_fn(model, layout, params, x_shape, embeds, s)(params, x, mask)
+        loop = decode_fn(model, sampling, layout, params, cache_shape(cfg, b, s))
         return loop(params, logits, cache, pos, rng)
