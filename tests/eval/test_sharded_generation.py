@@ -111,3 +111,56 @@ def test_bf16_compute_on_mesh(reference):
     same_first = sum(g.token_ids[:1] == e[:1] for g, e in zip(out, expected))
     assert same_first >= 4, [(g.token_ids, e) for g, e in zip(out, expected)]
     assert np.mean([len(g.token_ids) for g in out]) > 0
+
+
+ARCHITECTURES = [
+    *[("decoder", name) for name in ("qwen2", "qwen3", "llama", "mistral")],
+    ("llava", "siglip"),
+    ("llava", "clip"),
+]
+
+
+@pytest.mark.parametrize("family,name", ARCHITECTURES)
+def test_every_registered_architecture_on_a_mesh(family, name, tmp_path):
+    """Each registered decoder kind, and a Llava of each tower, read from its HF dir straight
+    onto (fsdp=2, tensor=2): greedy tokens equal one device's."""
+    from mathjax_vl.decoding import SamplingConfig, generate, generate_vlm
+    from mathjax_vl.hf import registry as hf_registry
+    from mathjax_vl.hf import tiny
+    from mathjax_vl.models import registry
+
+    path = str(tmp_path / name)
+    if family == "decoder":
+        tiny.make_tiny_decoder(path, name)
+    else:
+        tiny.make_tiny_llava(path, vision=name)
+    kind, cfg, params, _ = hf_registry.open_any(path)
+    assert registry.spec_of(cfg).role == ("decoder" if family == "decoder" else "composite")
+    rng = np.random.default_rng(0)
+    sampling = SamplingConfig(max_new_tokens=5)
+    text = cfg if family == "decoder" else cfg.text
+    lengths = (7, 3, 5, 2)
+    ids = np.zeros((4, 7 + (cfg.image_seq_length if family != "decoder" else 0)), np.int32)
+    mask = np.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        prompt = list(rng.integers(1, min(text.vocab_size, 90), size=n))
+        if family != "decoder" and row % 2 == 0:  # rows 0 and 2 hold an image
+            prompt = [cfg.image_token_id] * cfg.image_seq_length + prompt
+        ids[row, ids.shape[1] - len(prompt) :] = prompt
+        mask[row, ids.shape[1] - len(prompt) :] = 1
+    pixels = None
+    if family != "decoder":
+        v = cfg.vision
+        pixels = rng.standard_normal((2, v.image_size, v.image_size, 3)).astype(np.float32)
+    tokens = []
+    for mesh in (None, "fsdp=2,tensor=2"):
+        gm = GenerationMesh.create(mesh)
+        placed = gm.place(cfg, params)
+        if family == "decoder":
+            out = generate(registry.build(cfg), placed, ids, mask, sampling=sampling,
+                           layout=gm.layout)  # fmt: skip
+        else:
+            out = generate_vlm(cfg, placed, ids, mask, pixels, sampling, layout=gm.layout)
+        tokens.append(np.asarray(out.tokens))
+    np.testing.assert_array_equal(tokens[1], tokens[0], err_msg=kind)
+    assert len({tuple(r) for r in tokens[0]}) > 1
