@@ -84,13 +84,17 @@ class GenerationMesh:
         devices: list[Any] | None = None,
         rules: shard_lib.Rules | None = None,
     ) -> GenerationMesh:
-        """From `--mesh` text ("fsdp=4,tensor=2"; one size may be -1) or a dict; None = one
-        device. devices default to this process's local devices."""
+        """From `--mesh` text ("fsdp=4,tensor=2"; one size may be -1: all devices) or a dict;
+        None = one device. devices default to this process's local devices; explicit sizes use
+        the first that many."""
         devices = list(jax.local_devices() if devices is None else devices)
         if sizes is None:
             sizes, devices = {}, devices[:1]
         elif isinstance(sizes, str):
             sizes = parse_mesh_arg(sizes)
+        wanted = int(np.prod([int(v) for v in dict(sizes).values()] or [1]))
+        if wanted > 0 and -1 not in dict(sizes).values() and wanted < len(devices):
+            devices = devices[:wanted]  # explicit sizes: the first that many devices
         return cls(make_mesh(dict(sizes), devices), rules or shard_lib.DEFAULT_RULES)
 
     @property

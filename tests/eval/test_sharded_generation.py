@@ -113,9 +113,11 @@ def test_bf16_compute_on_mesh(reference):
     assert np.mean([len(g.token_ids) for g in out]) > 0
 
 
+_slow = pytest.mark.slow  # the suite runs mistral and a CLIP Llava; all with -m slow (~15 s)
 ARCHITECTURES = [
-    *[("decoder", name) for name in ("qwen2", "qwen3", "llama", "mistral")],
-    ("llava", "siglip"),
+    *[pytest.param("decoder", name, marks=_slow) for name in ("qwen2", "qwen3", "llama")],
+    ("decoder", "mistral"),
+    pytest.param("llava", "siglip", marks=_slow),  # also test_sharded_greedy_equals_...
     ("llava", "clip"),
 ]
 
