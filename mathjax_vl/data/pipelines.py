@@ -29,7 +29,10 @@ predicts ``labels[t + 1]``. ``attention_mask`` / ``image_mask`` / ``*_mask`` are
   input_ids [B, L] int32 (each image is a run of ``image_token_count`` image-token ids, images in
   order), labels [B, L] int32, attention_mask [B, L] int32, positions [B, L] int32 (arange),
   pixel_values [B, M, H, W, 3] float32 (normalised; zeros for missing images),
-  image_mask [B, M] int32.
+  image_mask [B, M] int32. With dynamic tiles (InternVL, ``image.resize_mode="dynamic_tiles"``)
+  the M slots hold tiles: an image of n tiles (thumbnail included) is n consecutive slots and a
+  run of ``n * image_token_count`` image tokens; a record needing more than M tiles is a
+  "too_long" record whose message names its tile counts and M.
 - ``multimodal_sft`` / ``image_code`` / ``puma_pair`` with ``layout="packing"``: the same keys
   at L = tokenization.max_length, several examples per row, plus ``segment_ids`` [B, L] int32
   (per side for pairs); ``positions`` restart at 0 per segment; M is the image budget per row
@@ -62,7 +65,7 @@ from mathjax_vl.data.image_processing import (
     AugmentConfig,
     ImageProcessingConfig,
     example_rng,
-    process_image,
+    process_image_tiles,
 )
 from mathjax_vl.data.tokenization import (
     IGNORE_INDEX,
@@ -302,14 +305,19 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
             return self._pair(record, index, stream_index)
         return self._caption(record, index, stream_index)
 
-    def _tokenize(self, turns: Sequence[R.Turn], n_images: int, index: int) -> TokenizedSample:
+    def _tokenize(
+        self, turns: Sequence[R.Turn], n_images: int, index: int, tiles: Sequence[int] | None = None
+    ) -> TokenizedSample:
         messages = [{"role": t.role, "content": t.content} for t in turns]
-        return self.tokenizer.tokenize(messages, n_images, source=self.source_name, index=index)
+        return self.tokenizer.tokenize(
+            messages, n_images, source=self.source_name, index=index, image_tiles=tiles
+        )
 
     def _images(
         self, images: Sequence[bytes], index: int, stream_index: int, side: int
-    ) -> np.ndarray:
-        """[n, H, W, 3] float32."""
+    ) -> tuple[np.ndarray, list[int]]:
+        """([n_tiles, H, W, 3] float32, tiles per image); without dynamic tiles an image is one
+        tile. Tiles count against max_images_per_example (the row's compiled image budget)."""
         cfg = self.cfg
         if len(images) > cfg.max_images_per_example:
             raise R.RecordError(
@@ -319,11 +327,25 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
                 f"{len(images)} images > max_images_per_example {cfg.max_images_per_example} "
                 "(the image budget of a row)",
             )
-        out = np.empty((len(images), cfg.image.height, cfg.image.width, 3), np.float32)
+        tiles = []
         for k, data in enumerate(images):
             rng = example_rng(cfg.seed, cfg.process_index, stream_index, side, k)
-            out[k] = process_image(data, cfg.image, rng=rng, source=self.source_name, index=index)
-        return out
+            tiles.append(
+                process_image_tiles(data, cfg.image, rng=rng, source=self.source_name, index=index)
+            )
+        counts = [len(t) for t in tiles]
+        if sum(counts) > cfg.max_images_per_example:
+            raise R.RecordError(
+                self.source_name,
+                index,
+                "too_long",
+                f"{len(images)} image(s) give {sum(counts)} tiles {counts} (max_tiles "
+                f"{cfg.image.max_tiles}, thumbnail {cfg.image.use_thumbnail}) > "
+                f"max_images_per_example {cfg.max_images_per_example} (the compiled image budget "
+                "of a row; each tile is one image slot)",
+            )
+        shape = (0, cfg.image.height, cfg.image.width, 3)
+        return (np.concatenate(tiles) if tiles else np.zeros(shape, np.float32)), counts
 
     def _conversation(
         self,
@@ -334,9 +356,15 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
         prefix: str,
         side: int = 0,
     ) -> dict[str, Any]:
-        sample = self._tokenize(turns, len(images), index)
-        # Truncation may drop trailing images: keep the pixels of the images still referenced.
-        pixels = self._images(images[: sample.num_images], index, stream_index, side)
+        tiled = self.cfg.image.tiles_images
+        if tiled:  # token counts follow the tiles, so the images come first
+            pixels, counts = self._images(images, index, stream_index, side)
+            sample = self._tokenize(turns, len(images), index, counts)
+            pixels = pixels[: sum(counts[: sample.num_images])]
+        else:
+            sample = self._tokenize(turns, len(images), index)
+            # Truncation may drop trailing images: keep the pixels of the images still referenced.
+            pixels, _ = self._images(images[: sample.num_images], index, stream_index, side)
         return {
             f"{prefix}input_ids": sample.input_ids,
             f"{prefix}labels": sample.labels,
@@ -390,7 +418,7 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
             truncation=True,
             max_length=self.cfg.caption_max_length,
         )["input_ids"]
-        pixels = self._images((rec.image,), index, stream_index, 0)[0]
+        pixels = self._images((rec.image,), index, stream_index, 0)[0][0]
         return {"pixel_values": pixels, "caption_ids": np.asarray(ids, np.int32)}
 
 

@@ -282,12 +282,15 @@ def generate_vlm(
     pixel_values: Any = None,
     sampling: SamplingConfig | None = None,
     rng: Array | None = None,
+    image_inputs: dict[str, Any] | None = None,
     layout: Layout | None = None,
 ) -> GenerateOutput:
     """Generation with images: the VLM builds the prompt embeddings (image features scattered
     in), then the decoder (any registered kind) is prefilled from them and decodes token ids.
 
-    cfg: a VLMConfig; input_ids [B, T] (left- or right-padded), pixel_values [N, H, W, C] or None.
+    cfg: any registered composite config (its module has `embed`; the text part is cfg.text);
+    input_ids [B, T] (left- or right-padded), pixel_values [N, H, W, C] or None; image_inputs:
+    the model's other per-image arrays (DeepSeek-VL's high_res_pixel_values), by keyword.
     """
     from mathjax_vl.models import registry
     from mathjax_vl.models.vlm import check_image_tokens
@@ -298,12 +301,14 @@ def generate_vlm(
     if pixel_values is not None:
         check_image_tokens(input_ids, np.shape(pixel_values)[0], cfg)
         pixel_values = jnp.asarray(pixel_values)
+    extra = {k: jnp.asarray(v) for k, v in (image_inputs or {}).items()}
     if layout is None:
-        embeds = _embed_jit(cfg, params, ids, pixel_values)
+        embeds = _embed_jit(cfg, params, ids, pixel_values, extra)
     else:
-        embed = embed_fn(cfg, layout, params, ids.shape, np.shape(pixel_values))
+        extra_shapes = tuple((k, tuple(v.shape)) for k, v in sorted(extra.items()))
+        embed = embed_fn(cfg, layout, params, ids.shape, np.shape(pixel_values), extra_shapes)
         with layout.context():
-            embeds = embed(params, ids, pixel_values)
+            embeds = embed(params, ids, pixel_values, extra)
     return generate(
         registry.build(cfg.text),
         params["language_model"],
@@ -316,10 +321,13 @@ def generate_vlm(
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def _embed_jit(cfg: Any, params: Any, input_ids: Array, pixel_values: Array | None) -> Array:
-    from mathjax_vl.models.vlm import VLM
+def _embed_jit(
+    cfg: Any, params: Any, input_ids: Array, pixel_values: Array | None, extra: dict
+) -> Array:
+    from mathjax_vl.models import registry
 
-    return VLM(cfg).apply({"params": params}, input_ids, pixel_values, method=VLM.embed)
+    module = registry.build(cfg)
+    return module.apply({"params": params}, input_ids, pixel_values, **extra, method="embed")
 
 
 # ------------------------------------------------------------------ sharded (explicit layouts)
@@ -350,15 +358,23 @@ def compiled_executables(layout: Layout | None = None) -> int:
 
 
 def _sharded_embed(
-    cfg: Any, layout: Layout, treedef: Any, leaves: tuple, ids_shape: tuple, pix_shape: tuple
+    cfg: Any,
+    layout: Layout,
+    treedef: Any,
+    leaves: tuple,
+    ids_shape: tuple,
+    pix_shape: tuple,
+    extra_shapes: tuple,
 ) -> Callable:
-    """The VLM prompt embedding on the layout: [B, T] ids (+ [N, H, W, C] pixels) -> [B, T, D]."""
+    """The VLM prompt embedding on the layout: [B, T] ids (+ [N, H, W, C] pixels and the model's
+    other per-image arrays, extra_shapes ((name, shape), ...)) -> [B, T, D]."""
     params_sh = jax.tree.unflatten(treedef, leaves)
     pix_sh = layout.batch(pix_shape) if pix_shape else None
+    extra_sh = {name: layout.batch(shape) for name, shape in extra_shapes}
     out_shape = (*ids_shape, cfg.text.hidden_size)
     return jax.jit(
-        lambda p, ids, px: _embed_jit(cfg, p, ids, px),
-        in_shardings=(params_sh, layout.batch(ids_shape), pix_sh),
+        lambda p, ids, px, extra: _embed_jit(cfg, p, ids, px, extra),
+        in_shardings=(params_sh, layout.batch(ids_shape), pix_sh, extra_sh),
         out_shardings=layout.batch(out_shape),
     )
 
@@ -420,11 +436,18 @@ def _sharded_decode(
 
 
 def embed_fn(
-    cfg: Any, layout: Layout, params: Any, ids_shape: tuple, pix_shape: tuple = ()
+    cfg: Any,
+    layout: Layout,
+    params: Any,
+    ids_shape: tuple,
+    pix_shape: tuple = (),
+    extra_shapes: tuple = (),
 ) -> Callable:
-    """The jitted VLM embedding on `layout` for these shapes (params: arrays or
-    ShapeDtypeStructs carrying their shardings); `.lower(...)` it for a memory analysis."""
-    key = (cfg, layout, *_flat_shardings(layout, params), tuple(ids_shape), tuple(pix_shape))
+    """The jitted VLM embedding on `layout` for these shapes: (params, ids, pixels, extra dict)
+    -> [B, T, D] (params: arrays or ShapeDtypeStructs carrying their shardings); `.lower(...)`
+    it for a memory analysis."""
+    flat = _flat_shardings(layout, params)
+    key = (cfg, layout, *flat, tuple(ids_shape), tuple(pix_shape), tuple(extra_shapes))
     return _jit_once("embed", _sharded_embed, *key)
 
 

@@ -102,7 +102,7 @@ def generation_memory(
             pix = sds((n, v.image_size, v.image_size, v.num_channels), jnp.float32)
             ids = sds((batch, prompt_len), jnp.int32)
             fn = embed_fn(cfg, gm.layout, params, ids.shape, pix.shape)
-            stages["embed"] = _memory(fn.lower(params, ids, pix).compile())
+            stages["embed"] = _memory(fn.lower(params, ids, pix, {}).compile())
             x = sds((batch, prompt_len, text_cfg.hidden_size), jnp.dtype(text_cfg.dtype))
         else:
             x = sds((batch, prompt_len), jnp.int32)
