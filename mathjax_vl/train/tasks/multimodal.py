@@ -28,7 +28,6 @@ class MultimodalSFT(Task):
         self.packed = config.data.get("layout", "bucketed") == "packing"
 
     def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
-        v = self.vlm_cfg.vision
         tok = (batch_size, self.seq_len)
         return {
             "input_ids": jax.ShapeDtypeStruct(tok, jnp.int32),
@@ -36,10 +35,10 @@ class MultimodalSFT(Task):
             "attention_mask": jax.ShapeDtypeStruct(tok, jnp.int32),
             "positions": jax.ShapeDtypeStruct(tok, jnp.int32),
             **({"segment_ids": jax.ShapeDtypeStruct(tok, jnp.int32)} if self.packed else {}),
-            "pixel_values": jax.ShapeDtypeStruct(
-                (batch_size, self.max_images, v.image_size, v.image_size, v.num_channels),
-                jnp.float32,
-            ),
+            **{
+                k: jax.ShapeDtypeStruct((batch_size, self.max_images, *shape), jnp.float32)
+                for k, shape in vlm_common.image_inputs(self.vlm_cfg).items()
+            },
             "image_mask": jax.ShapeDtypeStruct((batch_size, self.max_images), jnp.int32),
         }
 
@@ -47,7 +46,7 @@ class MultimodalSFT(Task):
         return self.model.init(
             rng,
             batch["input_ids"],
-            pixel_values=vlm_common.flat_images(batch["pixel_values"], batch["image_mask"]),
+            **vlm_common.model_images(self.vlm_cfg, batch),
             return_logits=False,
         )["params"]
 
@@ -81,11 +80,7 @@ class MultimodalSFT(Task):
             self.vlm_cfg.image_seq_length,
             n_real,
         )
-        row.update(
-            vlm_common.synthetic_images(
-                rng, self.max_images, self.vlm_cfg.vision.image_size, n_real
-            )
-        )
+        row.update(vlm_common.synthetic_model_images(rng, self.vlm_cfg, self.max_images, n_real))
         if self.packed:  # one example per synthetic row
             row["segment_ids"] = row["attention_mask"].copy()
         return row

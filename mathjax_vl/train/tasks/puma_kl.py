@@ -113,9 +113,7 @@ class PumaKL(Task):
             row.pop("labels")
             if self.packed:  # one pair per synthetic row
                 row["segment_ids"] = row["attention_mask"].copy()
-            row.update(
-                vlm_common.synthetic_images(rng, self.max_images, cfg.vision.image_size, n_img)
-            )
+            row.update(vlm_common.synthetic_model_images(rng, cfg, self.max_images, n_img))
             out.update({prefix + k: v for k, v in row.items()})
             starts[prefix] = head
         # position p predicts token p + 1: the r-th response token is predicted at head + r - 1
