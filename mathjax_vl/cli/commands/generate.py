@@ -109,13 +109,15 @@ def run(args) -> int:
             pad_token=0,
         )
         if vlm:
-            from mathjax_vl.data.tower_images import preprocess_images
+            from mathjax_vl.data.tower_images import preprocess_image_tiles
 
-            pixels = preprocess_images(args.image, cfg.vision) if args.image else None
+            # a tiling tower (InternVL) gives several tiles per image, each one image's tokens
+            pixels, tiles = preprocess_image_tiles(args.image or [], cfg.vision)
+            pixels = pixels if args.image else None
             ids = build_prompt_ids(
                 tokenizer,
                 args.prompt,
-                len(args.image),
+                sum(tiles),
                 cfg.image_token_id,
                 cfg.image_seq_length,
                 args.system,
