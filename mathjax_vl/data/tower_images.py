@@ -30,6 +30,28 @@ def preprocess_image(image: Any, vision_cfg: Any) -> np.ndarray:
     return process_image(image, ImageProcessingConfig.for_tower(vision_cfg), source=source, index=0)
 
 
+def preprocess_image_tiles(images: Sequence[Any], vision_cfg: Any) -> tuple[np.ndarray, list[int]]:
+    """Images -> ([n_tiles, H, W, 3] float32, tiles per image): a tiling tower's (InternVL)
+    aspect-ratio tiles + thumbnail per image, in order; one tile per image otherwise."""
+    from mathjax_vl.data.image_processing import ImageProcessingConfig, process_image_tiles
+
+    cfg = ImageProcessingConfig.for_tower(vision_cfg)
+    tiles = []
+    for image in images:
+        source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<memory>"
+        if source != "<memory>":
+            try:
+                with open(source, "rb") as f:
+                    image = f.read()
+            except OSError as e:
+                raise ValueError(f"cannot read image {source!r}: {e}") from e
+        tiles.append(process_image_tiles(image, cfg, source=source, index=0))
+    if not tiles:
+        size = vision_cfg.image_size
+        return np.zeros((0, size, size, 3), np.float32), []
+    return np.concatenate(tiles), [len(t) for t in tiles]
+
+
 def preprocess_images(images: Sequence[Any], vision_cfg: Any) -> np.ndarray:
     """Images -> [N, H, W, 3] float32."""
     if not images:

@@ -15,11 +15,20 @@ lax.while_loop, never per token.
                    sampling=SamplingConfig(max_new_tokens=32, stop_tokens=(eos,), pad_token=pad))
     out.tokens   # [B, max_new_tokens] generated ids, pad_token after a row's stop token
     out.lengths  # [B] generated tokens per row (stop token included)
+
+On a mesh, pass `layout=` (a `Layout`, which mathjax_vl.eval.sharded builds from the training
+logical-axis rules) and parameters already placed on that mesh: prefill, the VLM embedding and the
+decode loop are then jitted with explicit in/out shardings (params as placed, prompts, logits and
+the KV cache split over the batch rule's axes, KV heads over `tensor`), the cache is created
+sharded inside the prefill and donated to the decode loop, and every jitted function compiles once
+per (batch, prompt length, cache length) bucket.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -29,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mathjax_vl.decoding.sampling import SamplingConfig, sample_token
+from mathjax_vl.models import logical_axes as ax
 from mathjax_vl.models.decoder import Decoder, KVCache, init_cache
 
 Array = jax.Array
@@ -38,6 +48,43 @@ Array = jax.Array
 class GenerateOutput:
     tokens: Array  # [B, N] int32
     lengths: Array  # [B] int32
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Layout:
+    """Where generation's arrays live on a mesh (hashed by identity: one per mesh + rules).
+
+    sharding(names, shape): the sharding of an array whose dims have these logical names (an axis
+    that does not divide its dim is replicated); context(): a context manager that sets the mesh
+    and the logical-axis rules, so the models' activation constraints apply.
+    """
+
+    mesh: Any
+    sharding: Callable[[tuple[str | None, ...], tuple[int, ...]], Any]
+    context: Callable[[], Any]
+
+    def cache(self, k_shape: tuple[int, ...]) -> KVCache:
+        """Shardings of a KVCache whose k/v are k_shape [L, B, S, KV, Dh]."""
+        kv = self.sharding((ax.LAYERS, ax.BATCH, ax.LENGTH, ax.KV_HEADS, ax.HEAD_DIM), k_shape)
+        valid = self.sharding((ax.BATCH, ax.LENGTH), k_shape[1:3])
+        return KVCache(k=kv, v=kv, valid=valid, index=self.sharding((), ()))
+
+    def batch(self, shape: tuple[int, ...]) -> Any:
+        """A [B, ...] array split over the batch rule, its other dims replicated."""
+        return self.sharding((ax.BATCH,) + (None,) * (len(shape) - 1), tuple(shape))
+
+    def replicated(self) -> Any:
+        return self.sharding((), ())
+
+    def params(self, params: Any) -> Any:
+        """Sharding tree of placed params (a leaf not on this mesh is replicated)."""
+        rep = self.replicated()
+
+        def one(x):
+            s = getattr(x, "sharding", None)
+            return s if getattr(s, "mesh", None) == self.mesh else rep
+
+        return jax.tree.map(one, params)
 
 
 def to_left_padding(
@@ -183,6 +230,7 @@ def generate(
     inputs_embeds: Any = None,
     sampling: SamplingConfig | None = None,
     rng: Array | None = None,
+    layout: Layout | None = None,
 ) -> GenerateOutput:
     """Generates continuations of a batch of prompts (left- or right-padded, any mix).
 
@@ -190,6 +238,7 @@ def generate(
     params: the decoder's params (boxed or not, with or without a "params" level).
     sampling: defaults to greedy, 32 new tokens, no stop tokens.
     rng: needed only when sampling (temperature > 0).
+    layout: run sharded on its mesh (params placed there; see the module docstring).
     """
     sampling = sampling or SamplingConfig()
     if (input_ids is None) == (inputs_embeds is None):
@@ -210,6 +259,9 @@ def generate(
     if sampling.temperature > 0 and rng is None:
         raise ValueError("sampling with temperature > 0 needs an rng")
     rng = jax.random.PRNGKey(0) if rng is None else rng
+    if layout is not None:
+        x = ids if ids is not None else embeds
+        return _generate_on_mesh(model, params, x, ids is None, mask, sampling, rng, layout)
     cache = init_cache(model.config, b, t + sampling.max_new_tokens)
     logits, cache, next_pos = prefill(
         model,
@@ -231,6 +283,7 @@ def generate_vlm(
     sampling: SamplingConfig | None = None,
     rng: Array | None = None,
     image_inputs: dict[str, Any] | None = None,
+    layout: Layout | None = None,
 ) -> GenerateOutput:
     """Generation with images: the VLM builds the prompt embeddings (image features scattered
     in), then the decoder (any registered kind) is prefilled from them and decodes token ids.
@@ -249,7 +302,13 @@ def generate_vlm(
         check_image_tokens(input_ids, np.shape(pixel_values)[0], cfg)
         pixel_values = jnp.asarray(pixel_values)
     extra = {k: jnp.asarray(v) for k, v in (image_inputs or {}).items()}
-    embeds = _embed_jit(cfg, params, ids, pixel_values, extra)
+    if layout is None:
+        embeds = _embed_jit(cfg, params, ids, pixel_values, extra)
+    else:
+        extra_shapes = tuple((k, tuple(v.shape)) for k, v in sorted(extra.items()))
+        embed = embed_fn(cfg, layout, params, ids.shape, np.shape(pixel_values), extra_shapes)
+        with layout.context():
+            embeds = embed(params, ids, pixel_values, extra)
     return generate(
         registry.build(cfg.text),
         params["language_model"],
@@ -257,6 +316,7 @@ def generate_vlm(
         attention_mask=attention_mask,
         sampling=sampling,
         rng=rng,
+        layout=layout,
     )
 
 
@@ -268,3 +328,171 @@ def _embed_jit(
 
     module = registry.build(cfg)
     return module.apply({"params": params}, input_ids, pixel_values, **extra, method="embed")
+
+
+# ------------------------------------------------------------------ sharded (explicit layouts)
+def _flat_shardings(layout: Layout, params: Any) -> tuple[Any, tuple]:
+    leaves, treedef = jax.tree.flatten(layout.params(params))
+    return treedef, tuple(leaves)
+
+
+def _on_cpu(layout: Layout) -> bool:
+    return layout.mesh.devices.flat[0].platform == "cpu"
+
+
+_JITS: dict[tuple, Callable] = {}  # (function name, static key) -> jitted function
+
+
+def _jit_once(name: str, build: Callable[..., Callable], *key: Any) -> Callable:
+    """The jitted function `build(*key)`, built once per key (jax then compiles it once per
+    argument shape: one executable per shape bucket)."""
+    if (name, *key) not in _JITS:
+        _JITS[(name, *key)] = build(*key)
+    return _JITS[(name, *key)]
+
+
+def compiled_executables(layout: Layout | None = None) -> int:
+    """How many executables the sharded path compiled (for `layout`, default all): one per
+    (function, shape bucket); a test asserts a rerun over the same buckets adds none."""
+    return sum(fn._cache_size() for key, fn in _JITS.items() if layout is None or layout in key[1:])
+
+
+def _sharded_embed(
+    cfg: Any,
+    layout: Layout,
+    treedef: Any,
+    leaves: tuple,
+    ids_shape: tuple,
+    pix_shape: tuple,
+    extra_shapes: tuple,
+) -> Callable:
+    """The VLM prompt embedding on the layout: [B, T] ids (+ [N, H, W, C] pixels and the model's
+    other per-image arrays, extra_shapes ((name, shape), ...)) -> [B, T, D]."""
+    params_sh = jax.tree.unflatten(treedef, leaves)
+    pix_sh = layout.batch(pix_shape) if pix_shape else None
+    extra_sh = {name: layout.batch(shape) for name, shape in extra_shapes}
+    out_shape = (*ids_shape, cfg.text.hidden_size)
+    return jax.jit(
+        lambda p, ids, px, extra: _embed_jit(cfg, p, ids, px, extra),
+        in_shardings=(params_sh, layout.batch(ids_shape), pix_sh, extra_sh),
+        out_shardings=layout.batch(out_shape),
+    )
+
+
+def _sharded_prefill(
+    model: Decoder,
+    layout: Layout,
+    treedef: Any,
+    leaves: tuple,
+    x_shape: tuple,
+    embeds: bool,
+    s: int,
+) -> Callable:
+    """prefill on the layout for prompts x_shape ([B, T] ids or [B, T, D] embeddings) and a
+    cache of s slots, created sharded inside the jit."""
+    cfg = model.config
+    b = x_shape[0]
+    cache_sh = layout.cache(
+        (cfg.num_hidden_layers, b, s, cfg.num_key_value_heads, cfg.dim_per_head)
+    )
+
+    def run(params, x, mask):
+        cache = jax.lax.with_sharding_constraint(init_cache(cfg, b, s), cache_sh)
+        ids, emb = (None, x) if embeds else (x, None)
+        return prefill(model, params, ids, emb, mask, cache)
+
+    return jax.jit(
+        run,
+        in_shardings=(
+            jax.tree.unflatten(treedef, leaves),
+            layout.batch(x_shape),
+            layout.batch(x_shape[:2]),
+        ),
+        out_shardings=(layout.batch((b, cfg.vocab_size)), cache_sh, layout.batch((b,))),
+    )
+
+
+def _sharded_decode(
+    model: Decoder, sampling: SamplingConfig, layout: Layout, treedef: Any, leaves: tuple,
+    k_shape: tuple,
+) -> Callable:  # fmt: skip
+    """decode_loop on the layout for a cache of k_shape [L, B, S, KV, Dh] (donated off CPU)."""
+    b = k_shape[1]
+    out_sh = GenerateOutput(
+        tokens=layout.batch((b, sampling.max_new_tokens)), lengths=layout.batch((b,))
+    )
+    return jax.jit(
+        lambda p, logits, cache, pos, rng: decode_loop(model, p, sampling, logits, cache, pos, rng),
+        in_shardings=(
+            jax.tree.unflatten(treedef, leaves),
+            layout.batch((b, model.config.vocab_size)),
+            layout.cache(k_shape),
+            layout.batch((b,)),
+            layout.replicated(),
+        ),
+        out_shardings=out_sh,
+        donate_argnums=() if _on_cpu(layout) else (2,),
+    )
+
+
+def embed_fn(
+    cfg: Any,
+    layout: Layout,
+    params: Any,
+    ids_shape: tuple,
+    pix_shape: tuple = (),
+    extra_shapes: tuple = (),
+) -> Callable:
+    """The jitted VLM embedding on `layout` for these shapes: (params, ids, pixels, extra dict)
+    -> [B, T, D] (params: arrays or ShapeDtypeStructs carrying their shardings); `.lower(...)`
+    it for a memory analysis."""
+    flat = _flat_shardings(layout, params)
+    key = (cfg, layout, *flat, tuple(ids_shape), tuple(pix_shape), tuple(extra_shapes))
+    return _jit_once("embed", _sharded_embed, *key)
+
+
+def prefill_fn(
+    model: Decoder, layout: Layout, params: Any, x_shape: tuple, embeds: bool, cache_len: int
+) -> Callable:
+    """The jitted prefill on `layout`: (params, ids [B, T] | embeds [B, T, D], mask [B, T]) ->
+    (logits [B, V], cache of cache_len slots, next position [B])."""
+    key = (model, layout, *_flat_shardings(layout, params), tuple(x_shape), embeds, cache_len)
+    return _jit_once("prefill", _sharded_prefill, *key)
+
+
+def decode_fn(
+    model: Decoder, sampling: SamplingConfig, layout: Layout, params: Any, k_shape: tuple
+) -> Callable:
+    """The jitted decode loop on `layout`: (params, logits, cache, next position, rng) ->
+    GenerateOutput, for a cache whose k/v are k_shape [L, B, S, KV, Dh]."""
+    key = (model, sampling, layout, *_flat_shardings(layout, params), tuple(k_shape))
+    return _jit_once("decode", _sharded_decode, *key)
+
+
+def cache_shape(config: Any, batch: int, cache_len: int) -> tuple[int, ...]:
+    """k/v shape [L, B, S, KV, Dh] of a cache for `batch` rows of `cache_len` slots."""
+    return (config.num_hidden_layers, batch, cache_len, config.num_key_value_heads,
+            config.dim_per_head)  # fmt: skip
+
+
+def _generate_on_mesh(
+    model: Decoder,
+    params: Any,
+    x: Any,
+    embeds: bool,
+    mask: np.ndarray,
+    sampling: SamplingConfig,
+    rng: Array,
+    layout: Layout,
+) -> GenerateOutput:
+    """generate's body on a mesh: sharded prefill, then the sharded decode loop."""
+    cfg = model.config
+    b, t = mask.shape
+    s = t + sampling.max_new_tokens
+    x_shape = tuple(np.shape(x))
+    if not isinstance(x, jax.Array):
+        x = np.asarray(x, np.int32) if not embeds else np.asarray(x)
+    with layout.context():
+        logits, cache, pos = prefill_fn(model, layout, params, x_shape, embeds, s)(params, x, mask)
+        loop = decode_fn(model, sampling, layout, params, cache_shape(cfg, b, s))
+        return loop(params, logits, cache, pos, rng)

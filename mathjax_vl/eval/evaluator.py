@@ -114,26 +114,31 @@ def evaluate(
     engine: Any = None,
     extractor: Any = None,
     progress: bool = False,
-) -> dict[str, Any]:
-    """Scores `responses` (or those `engine.generate_problems` produces) and writes the report.
+    processes: Any = None,
+) -> dict[str, Any] | None:
+    """Scores `responses` (or those `engine` generates) and writes the report.
 
+    With an engine, generation is resumable and shared between processes
+    (mathjax_vl.eval.shards): responses are appended to `<out>/parts/` as batches finish, a rerun
+    generates only the problems not answered yet, and `processes` (a shards.Processes; default
+    from jax.distributed) each take a share. Only process 0 scores and writes the report; the
+    others return None.
     `extractor` (a `mathverse.ModelExtractor`) makes step 1 of MathVerse's protocol with a local
     model; its extractions are judged by rules."""
     if (responses is None) == (engine is None):
         raise ValueError("pass exactly one of responses or engine")
-    if responses is None:
-        responses = engine.generate_problems(problems, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if responses is None:
+        responses = generate_responses(problems, engine, out, progress, processes)
+        if responses is None:
+            return None
     write_responses(problems, responses, out / RESPONSES_FILE)
     extractions = extractor.extract(responses, progress=progress) if extractor else None
     items = score_all(problems, responses, benchmark, extractions)
     summary = summarize(items, benchmark)
     if engine is not None:
-        summary["generation"] = {
-            "model": engine.handle.source,
-            **{k: v for k, v in vars(engine.config).items() if v is not None},
-        }
+        summary["generation"] = generation_settings(engine)
     if extractor is not None:
         summary["extractor"] = {"model": extractor.engine.handle.source}
     summary["files"] = write_report(items, summary, out)
@@ -142,6 +147,52 @@ def evaluate(
         json.dumps(_json_ready(summary), indent=2, sort_keys=True)
     )  # again, now listing the files
     return summary
+
+
+def generation_settings(engine: Any) -> dict[str, Any]:
+    """The model and every set generation knob (summary.json's "generation"; a resumed run must
+    match them)."""
+    return {
+        "model": engine.handle.source,
+        **{k: v for k, v in vars(engine.config).items() if v is not None},
+    }
+
+
+def problem_key(problem: EvalProblem) -> str:
+    """The identity of a problem in a resumable run's part files."""
+    return json.dumps([problem.problem_id, problem.version or ""])
+
+
+def generate_responses(
+    problems: Sequence[EvalProblem],
+    engine: Any,
+    out_dir: str | Path,
+    progress: bool = False,
+    processes: Any = None,
+) -> list[str] | None:
+    """Responses to `problems` (in their order) on process 0, None on the others; problems
+    already answered in `<out_dir>/parts/` are not generated again."""
+    from mathjax_vl.eval.generation import problem_request
+    from mathjax_vl.eval.shards import Processes, run_items
+
+    keys = [problem_key(p) for p in problems]
+
+    def work(indices: list[int], append) -> None:
+        def save(rows: list[int], generations: list[Any]) -> None:
+            append(
+                [
+                    {"index": indices[r], "key": keys[indices[r]], "response": g.text}
+                    for r, g in zip(rows, generations)
+                ]
+            )
+
+        requests = [problem_request(problems[i]) for i in indices]
+        engine.generate(requests, progress=progress, on_batch=save)
+
+    settings = generation_settings(engine)
+    processes = processes or Processes.from_jax()
+    rows = run_items(keys, out_dir, "responses", work, processes, settings)
+    return None if rows is None else [row["response"] for row in rows]
 
 
 def _json_ready(value: Any) -> Any:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -120,8 +120,6 @@ class GenerationEngine:
     """Prompt building, length-sorted batching and jitted KV-cache decoding for one model."""
 
     def __init__(self, handle: ModelHandle, config: GenerationConfig = GenerationConfig()):
-        import jax
-
         from mathjax_vl.data import chat_template
         from mathjax_vl.data.tokenization import load_tokenizer
 
@@ -129,7 +127,18 @@ class GenerationEngine:
         self.config = config
         self.tokenizer = load_tokenizer(handle.tokenizer_dir)
         self.template = chat_template.template_for(self.tokenizer, config.chat_template)
-        self.params = jax.device_put(handle.params)
+        from mathjax_vl.eval.sharded import GenerationMesh
+
+        # The mesh the handle was restored onto (`load_model(mesh=...)`), else one device.
+        self.mesh = handle.mesh or GenerationMesh.create(None)
+        self.params = self.mesh.place(handle.config, handle.params)
+        if config.batch_size % self.mesh.batch_multiple:
+            log.warning(
+                "batch_size %d is not a multiple of the mesh's batch split %d: the batch is "
+                "replicated instead of split",
+                config.batch_size,
+                self.mesh.batch_multiple,
+            )
         self.stop_ids = self._stop_ids()
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
@@ -238,8 +247,14 @@ class GenerationEngine:
     def generate_problems(self, problems: Sequence[EvalProblem], progress: bool = False):
         return [g.text for g in self.generate([problem_request(p) for p in problems], progress)]
 
-    def generate(self, requests: Sequence[Request], progress: bool = False) -> list[Generation]:
-        """One Generation per request, in request order."""
+    def generate(
+        self,
+        requests: Sequence[Request],
+        progress: bool = False,
+        on_batch: Callable[[list[int], list[Generation]], None] | None = None,
+    ) -> list[Generation]:
+        """One Generation per request, in request order. `on_batch(rows, generations)` is called
+        after each batch with the request positions it held (resumable runs save them)."""
         prompts = [self.prompt_ids(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: (-len(prompts[i]), i))
         results: list[Generation | None] = [None] * len(requests)
@@ -260,6 +275,8 @@ class GenerationEngine:
             )
             for i, out in zip(rows, outputs):
                 results[i] = out
+            if on_batch is not None:
+                on_batch(list(rows), outputs)
             if bar is not None:
                 bar.update(len(rows))
         if bar is not None:
@@ -301,14 +318,24 @@ class GenerationEngine:
             from mathjax_vl.decoding import generate_vlm
 
             out = generate_vlm(
-                self.handle.config, self.params, ids, mask, pixels, self.sampling, rng
+                self.handle.config,
+                self.params,
+                ids,
+                mask,
+                pixels,
+                self.sampling,
+                rng,
+                layout=self.mesh.layout,
             )
         else:
             from mathjax_vl.decoding import generate
             from mathjax_vl.models import registry
 
             model = registry.build(self.handle.config)
-            out = generate(model, self.params, ids, mask, sampling=self.sampling, rng=rng)
+            out = generate(
+                model, self.params, ids, mask, sampling=self.sampling, rng=rng,
+                layout=self.mesh.layout,
+            )  # fmt: skip
         tokens = np.asarray(out.tokens)[: len(prompts)]
         return [self._decode(row) for row in tokens]
 

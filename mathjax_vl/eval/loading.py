@@ -16,6 +16,13 @@ Sources, told apart by what is on disk:
   trainer stores the train state only (no model config), so the stage's config file must be given
   (`train_config`, the same `configs/x.py[:arg]` the run used, plus its `--config.*` overrides); the
   newest complete step is used unless `step` says otherwise.
+
+With `mesh` (a mathjax_vl.eval.sharded.GenerationMesh) the parameters are restored straight onto
+that mesh with the training logical-axis rules: HF / mathjax-vl checkpoint tensors are read lazily,
+region by region into each device's shard; a trainer checkpoint is restored by orbax with the
+target shardings. Without it they are host arrays (the engine then places them on one device).
+`dtype` is the parameter AND compute dtype of every part of the model ("bfloat16": bf16 weights,
+activations and KV cache).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class ModelHandle:
     tokenizer_dir: str
     image_processing: Any = None  # ImageProcessingConfig for a VLM, None for a decoder
     source: str = ""
+    mesh: Any = None  # the GenerationMesh the params were placed on (None: host arrays)
 
     @property
     def is_vlm(self) -> bool:
@@ -87,7 +95,25 @@ def generator_architectures() -> list[str]:
     return sorted(a for role in GENERATOR_ROLES for a in hf_registry.architectures(role))
 
 
-def load_hf_dir(path: str, tokenizer_dir: str | None = None, dtype: str = "float32"):
+def _placed(cfg: Any, params: Any, dtype: str, mesh: Any) -> tuple[Any, Any]:
+    """(config with `dtype` compute, params on `mesh` in `dtype`) - or host params, no mesh."""
+    from mathjax_vl.eval.sharded import with_compute_dtype
+
+    cfg = with_compute_dtype(cfg, dtype)
+    if mesh is None:
+        import jax
+        import numpy as np
+
+        from mathjax_vl.hf import streaming
+
+        cast = lambda x: x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
+        return cfg, jax.tree.map(cast, streaming.materialize(params))
+    return cfg, mesh.place(cfg, params, dtype)
+
+
+def load_hf_dir(
+    path: str, tokenizer_dir: str | None = None, dtype: str = "float32", mesh: Any = None
+):
     """An HF directory of any registered decoder or VLM -> ModelHandle."""
     from mathjax_vl.hf import common
     from mathjax_vl.hf import registry as hf_registry
@@ -95,7 +121,8 @@ def load_hf_dir(path: str, tokenizer_dir: str | None = None, dtype: str = "float
     hf_cfg = common.read_config(path)
     common.check_architecture(hf_cfg, generator_architectures(), path)
     model_kind = hf_registry.detect_kind(path)
-    _, cfg, params = hf_registry.load_hf(path, dtype=dtype, param_dtype=dtype)
+    _, cfg, params, _ = hf_registry.open_any(path, dtype=dtype, param_dtype=dtype)
+    cfg, params = _placed(cfg, params, dtype, mesh)
     kind, processing = generator_kind(model_kind), None
     if GENERATOR_ROLES["composite"] == kind:
         processing = _image_processing_for(cfg, tokenizer_dir or path)
@@ -104,22 +131,25 @@ def load_hf_dir(path: str, tokenizer_dir: str | None = None, dtype: str = "float
         ):
             processing = _image_processing_for(cfg, path)
     tok = _check_tokenizer_dir(tokenizer_dir or path, path)
-    return ModelHandle(kind, cfg, params, tok, processing, source=path)
+    return ModelHandle(kind, cfg, params, tok, processing, source=path, mesh=mesh)
 
 
-def load_mathjax_checkpoint(path: str, tokenizer_dir: str | None = None) -> ModelHandle:
+def load_mathjax_checkpoint(
+    path: str, tokenizer_dir: str | None = None, dtype: str = "float32", mesh: Any = None
+) -> ModelHandle:
     """A checkpoint written by `mathjax-vl import-hf` (mathjax_vl.hf.registry's format)."""
     from mathjax_vl.hf import registry
 
-    kind, cfg, params = registry.load_checkpoint(path)
+    kind, cfg, params, _ = registry.open_checkpoint(path)
     handle_kind = generator_kind(kind)
     if handle_kind is None:
         raise ModelLoadError(f"{path}: a {kind!r} checkpoint does not generate text")
+    cfg, params = _placed(cfg, params, dtype, mesh)
     tok = _check_tokenizer_dir(tokenizer_dir or path, path)
     processing = (
         _image_processing_for(cfg, path) if handle_kind == GENERATOR_ROLES["composite"] else None
     )
-    return ModelHandle(handle_kind, cfg, params, tok, processing, source=path)
+    return ModelHandle(handle_kind, cfg, params, tok, processing, source=path, mesh=mesh)
 
 
 def checkpoint_dir(path: str) -> str | None:
@@ -160,6 +190,8 @@ def load_train_checkpoint(
     overrides: list[str] | None = None,
     tokenizer_dir: str | None = None,
     step: int | None = None,
+    dtype: str = "float32",
+    mesh: Any = None,
 ):
     """A trainer checkpoint (state's trainable + frozen params) + its stage config -> handle."""
     from flax import traverse_util
@@ -181,8 +213,12 @@ def load_train_checkpoint(
         )
     cfg, module = model_for_config(config)
     abstract = abstract_params(config, cfg, module)
-    restored = restore_train_params(ckpt_dir, step, abstract)
-    params = traverse_util.unflatten_dict(restored, sep="/")
+    shardings = None
+    if mesh is not None:  # restore straight into the generation mesh's shards
+        targets = mesh.shardings(cfg)
+        shardings = {k: targets[k].sharding for k in abstract if k in targets}
+    restored = restore_train_params(ckpt_dir, step, abstract, shardings)
+    cfg, params = _placed(cfg, traverse_util.unflatten_dict(restored, sep="/"), dtype, mesh)
     tok = tokenizer_dir or config.data.get("tokenizer_dir") or ""
     if not tok:
         raise ModelLoadError(
@@ -191,7 +227,7 @@ def load_train_checkpoint(
     tok = _check_tokenizer_dir(tok, path)
     vlm = handle_kind == GENERATOR_ROLES["composite"]
     processing = _image_processing_for(cfg, None) if vlm else None
-    return ModelHandle(handle_kind, cfg, params, tok, processing, source=ckpt_dir)
+    return ModelHandle(handle_kind, cfg, params, tok, processing, source=ckpt_dir, mesh=mesh)
 
 
 def resolve_step(ckpt_dir: str, step: int | None, error: type[Exception] = ModelLoadError) -> int:
@@ -218,8 +254,14 @@ def resolve_step(ckpt_dir: str, step: int | None, error: type[Exception] = Model
     raise error(f"{ckpt_dir}: no checkpoint for step {step}; have {steps}")
 
 
-def restore_train_params(ckpt_dir: str, step: int | None, abstract: dict[str, Any]) -> dict:
-    """Flat {path: array} of the model's params from a trainer checkpoint's `state` item.
+def restore_train_params(
+    ckpt_dir: str,
+    step: int | None,
+    abstract: dict[str, Any],
+    shardings: dict[str, Any] | None = None,
+) -> dict:
+    """Flat {path: array} of the model's params from a trainer checkpoint's `state` item, each
+    restored with its sharding from `shardings` (default: all on the first device).
 
     The trainer saves {step, trainable, frozen, opt_state}; only trainable + frozen are read
     (partial restore: the optimizer state, 2x the params for Adam, is never loaded). Reads the
@@ -253,7 +295,8 @@ def restore_train_params(ckpt_dir: str, step: int | None, abstract: dict[str, An
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         target: dict[str, dict] = {"trainable": {}, "frozen": {}}
         for key, a in abstract.items():
-            target[where[key]][key] = jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device)
+            sharding = (shardings or {}).get(key, device)
+            target[where[key]][key] = jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding)
         item = {sub: traverse_util.unflatten_dict(v, sep="/") for sub, v in target.items() if v}
         restore_args = jax.tree.map(
             lambda a: ocp.ArrayRestoreArgs(
@@ -285,6 +328,7 @@ def load_model(
     config_overrides: list[str] | None = None,
     step: int | None = None,
     dtype: str = "float32",
+    mesh: Any = None,
 ) -> ModelHandle:
     """Dispatch on what `path` holds (see the module docstring)."""
     if not os.path.exists(path):
@@ -304,7 +348,7 @@ def load_model(
             from mathjax_vl.hf.common import UnsupportedArchitectureError
 
             try:
-                return load_hf_dir(path, tokenizer_dir, dtype)
+                return load_hf_dir(path, tokenizer_dir, dtype, mesh)
             except UnsupportedArchitectureError as err:  # a config.json key: name the file
                 message = str(err)
                 for prefix in (f"{config_json}: ", f"{path}: "):
@@ -319,14 +363,16 @@ def load_model(
     from mathjax_vl.hf import registry
 
     if registry.is_checkpoint(path):
-        return load_mathjax_checkpoint(path, tokenizer_dir)
+        return load_mathjax_checkpoint(path, tokenizer_dir, dtype, mesh)
     if checkpoint_dir(path) is not None:
         if not train_config:
             raise ModelLoadError(
                 f"{path} is a training checkpoint, which stores parameters only: pass the stage's "
                 "config with --train-config configs/x.py (and its --config.* overrides)"
             )
-        return load_train_checkpoint(path, train_config, config_overrides, tokenizer_dir, step)
+        return load_train_checkpoint(
+            path, train_config, config_overrides, tokenizer_dir, step, dtype, mesh
+        )
     raise ModelLoadError(
         f"{path}: not a model directory; expected an HF directory (config.json with "
         f"architectures {generator_architectures()}), a mathjax-vl checkpoint "

@@ -82,10 +82,13 @@ def test_generate_cli_and_eval_loading(exported, capsys):
     handle = load_model(exported)
     assert handle.kind == "decoder" and not handle.is_vlm
     assert registry.kind_of(handle.config) == "mistral"
-    code = main(
-        ["generate", "--model", exported, "--prompt", "w1 w2 w3", "--raw", "--max-new-tokens", "6"]
-    )
-    assert code == 0, capsys.readouterr().err
+    args = ["generate", "--model", exported, "--prompt", "w1 w2 w3", "--raw", "--max-new-tokens"]
+    code = main([*args, "6"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # sharded over 4 of the 8 fake devices (fsdp x tensor): the same greedy text
+    assert main([*args, "6", "--mesh", "fsdp=2,tensor=2"]) == 0
+    assert capsys.readouterr().out == captured.out
 
 
 def test_stage_init_from_the_exported_dir(run, exported):

@@ -87,7 +87,7 @@ def test_keeps_programs_whose_render_matches(tmp_path, figures, monkeypatch, cap
         pngs["b_circle"]: TRIANGLE,
     }  # the second runs, but draws a triangle for the circle
     monkeypatch.setattr(
-        codify_cli, "build_generate", lambda args: lambda images: [by_png[p] for p in images]
+        codify_cli, "build_generate", lambda args: (lambda images: [by_png[p] for p in images], {})
     )
     out = tmp_path / "codified"
     rc = main(["codify", "--model", str(tmp_path), "--images", str(folder), "--out", str(out),
@@ -105,6 +105,44 @@ def test_keeps_programs_whose_render_matches(tmp_path, figures, monkeypatch, cap
     # A second run into the same dataset is refused before any work is done.
     rc = main(["codify", "--model", str(tmp_path), "--images", str(folder), "--out", str(out)])
     assert rc == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_crashed_run_resumes_with_only_the_remaining_figures(tmp_path, figures, monkeypatch):
+    """A run that dies after its first batch (1 figure) is rerun: only the other figure is
+    generated and rendered, and outcomes + dataset equal an uninterrupted run's."""
+    folder, _, pngs = figures
+    by_png = {pngs["a_triangle"]: TRIANGLE, pngs["b_circle"]: TRIANGLE}
+    calls = []
+
+    def build(crash_after):
+        def generate(images):
+            if crash_after is not None and len(calls) >= crash_after:
+                raise RuntimeError("killed")
+            calls.append(len(images))
+            return [by_png[p] for p in images]
+
+        return lambda args: (generate, {"model": "fake"})
+
+    def run(out):
+        return main(["codify", "--model", str(tmp_path), "--images", str(folder), "--out",
+                     str(out), "--batch-size", "1", "--threshold", "0.9"])  # fmt: skip
+
+    monkeypatch.setattr(codify_cli, "build_generate", build(None))
+    assert run(tmp_path / "straight") == 0 and calls == [1, 1]
+    calls.clear()
+    monkeypatch.setattr(codify_cli, "build_generate", build(1))
+    with pytest.raises(RuntimeError, match="killed"):
+        run(tmp_path / "resumed")
+    assert calls == [1] and not (tmp_path / "resumed" / "outcomes.jsonl").exists()
+    calls.clear()
+    monkeypatch.setattr(codify_cli, "build_generate", build(None))
+    assert run(tmp_path / "resumed") == 0
+    assert calls == [1]  # the first figure was not generated (nor rendered) again
+    assert _outcomes(tmp_path / "resumed") == _outcomes(tmp_path / "straight")
+    a = open_source(str(tmp_path / "straight" / "codified"), "train")
+    b = open_source(str(tmp_path / "resumed" / "codified"), "train")
+    assert [(r.id, r.code, r.image) for r in a] == [(r.id, r.code, r.image) for r in b]
+    assert [r.id for r in a] == ["a_triangle"]
 
 
 def test_bad_images_folder_is_named(tmp_path, capsys):

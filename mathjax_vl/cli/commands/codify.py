@@ -26,6 +26,12 @@ mathjax_vl.data.storage.write_dataset to --out (dataset name --name, split train
 outcome (kept / below_threshold / timeout / syntax / exception / ...) goes to
 --out/outcomes.jsonl and the counts are printed; a run where nothing passes writes no dataset and
 says so. Exit status 0 when the run completed (whatever the outcomes), 2 on bad input.
+
+Scale and resume (as `eval`): --mesh shards the model over this host's devices; under
+jax.distributed every process codifies a share of the figures. Each batch's outcomes (and kept
+programs) are appended to --out/parts/ when it finishes, so rerunning the same command after a
+crash generates and renders only the figures not done yet; the dataset and outcomes.jsonl equal
+an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -89,20 +95,63 @@ def make_generate(engine):
 
 
 def build_generate(args):
+    """(generate callable, the settings a resumed run must match)."""
     from mathjax_vl.cli.commands.eval import build_engine
+    from mathjax_vl.eval.evaluator import generation_settings
 
     engine = build_engine(args)
     if not engine.handle.is_vlm:
         raise ValueError(
             f"--model {args.model}: codify needs a vision-language model, not a text decoder"
         )
-    return make_generate(engine)
+    settings = {**generation_settings(engine), "threshold": args.threshold}
+    return make_generate(engine), settings
+
+
+def codify_resumable(figures, generate, executor, config, args, settings):
+    """codify() over the figures not done in --out/parts/ (this process's share), one batch at a
+    time, each batch's outcomes appended as it finishes; on process 0 the merged CodifyReport in
+    figure order, None on the others (mathjax_vl.eval.shards)."""
+    from mathjax_vl.data.records import ImageCode
+    from mathjax_vl.datagen.codify import CodifyOutcome, CodifyReport, codify
+    from mathjax_vl.eval.shards import Processes, run_items
+
+    keys = [name for name, _ in figures]
+
+    def work(indices, append):
+        for start in range(0, len(indices), args.batch_size):
+            batch = indices[start : start + args.batch_size]
+            report = codify([figures[i] for i in batch], generate, executor, config, len(batch))
+            codes = {r.id: r.code for r in report.records}
+            append(
+                [
+                    {
+                        "index": i,
+                        "key": keys[i],
+                        "status": o.status,
+                        "similarity": o.similarity,
+                        "error": o.error,
+                        "code": codes.get(o.name),
+                    }
+                    for i, o in zip(batch, report.outcomes)
+                ]
+            )
+
+    rows = run_items(keys, args.out, "codify", work, Processes.from_jax(), settings)
+    if rows is None:
+        return None
+    outcomes, records = [], []
+    for row, (name, png) in zip(rows, figures):
+        outcomes.append(CodifyOutcome(name, row["status"], row["similarity"], row["error"]))
+        if row["status"] == "kept":
+            records.append(ImageCode(image=png, code=row["code"], language="python", id=name))
+    return CodifyReport(records=records, outcomes=outcomes)
 
 
 def run(args) -> int:
     from mathjax_vl.data.records import RecordError
     from mathjax_vl.data.storage import write_dataset
-    from mathjax_vl.datagen.codify import CodifyConfig, codify
+    from mathjax_vl.datagen.codify import CodifyConfig
     from mathjax_vl.datagen.sandbox import FigureExecutor, IsolationError, SandboxConfig
     from mathjax_vl.eval.loading import ModelLoadError
 
@@ -126,20 +175,23 @@ def run(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        generate = build_generate(args)
+        generate, settings = build_generate(args)
     except (FileNotFoundError, ValueError, RecordError, ModelLoadError) as err:
         executor.close()
         print(f"error: {err}", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
     with executor:
-        report = codify(
-            figures,
-            generate,
-            executor,
-            CodifyConfig(threshold=args.threshold),
-            batch_size=args.batch_size,
-        )
+        try:
+            report = codify_resumable(
+                figures, generate, executor, CodifyConfig(threshold=args.threshold), args, settings
+            )
+        except ValueError as err:  # parts of another run in --out
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    if report is None:  # a process other than 0: its outcomes are in --out/parts/
+        print(f"outcomes of this process written under {args.out}/parts; process 0 reports")
+        return 0
     with open(os.path.join(args.out, OUTCOMES_FILE), "w") as f:
         for outcome in report.outcomes:
             f.write(

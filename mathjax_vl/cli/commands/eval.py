@@ -19,6 +19,13 @@ extraction) with a local instruct model on the official few-shot prompt; step 2 
 records (then scored with --benchmark's metrics). --responses: JSONL rows
 {problem_id, version, response}; every problem needs one. Exit status 0 on success, 2 on bad
 input (the message names the file / problem / key).
+
+Scale and resume: --mesh shards the model over this host's devices (fsdp / tensor, the training
+rules), --dtype bfloat16 halves its memory. Under jax.distributed (a TPU pod, SLURM, or
+MATHJAX_VL_COORDINATOR=host:port MATHJAX_VL_NUM_PROCESSES=N MATHJAX_VL_PROCESS_ID=i) every
+process takes a share of the problems. Responses are appended to --out/parts/ as batches finish;
+rerunning the same command after a crash generates only the problems not answered yet, and the
+report equals an uninterrupted run's (greedy decoding).
 """
 
 from __future__ import annotations
@@ -95,7 +102,33 @@ def add_model_arguments(p: argparse.ArgumentParser, max_new_tokens: int = 512) -
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--system-prompt", default=None, help="default: the chat template's own")
-    p.add_argument("--dtype", default="float32", help="parameter / compute dtype")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        help="parameter and compute dtype of the whole model (bfloat16: bf16 weights, "
+        "activations and KV cache)",
+    )
+    p.add_argument(
+        "--mesh",
+        default=None,
+        help="shard the model over this process's devices, as `compile --mesh`: e.g. "
+        "fsdp=4,tensor=2 (one size may be -1); default one device. Several processes "
+        "(jax.distributed: MATHJAX_VL_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID, or a TPU pod) "
+        "each take a share of the items",
+    )
+
+
+def build_mesh(args):
+    """jax.distributed when the environment asks for it (as `train`), then the --mesh of this
+    process's devices (None: one device)."""
+    from mathjax_vl.train.distributed import maybe_initialize
+
+    maybe_initialize(None)
+    if not getattr(args, "mesh", None):
+        return None
+    from mathjax_vl.eval.sharded import GenerationMesh
+
+    return GenerationMesh.create(args.mesh)
 
 
 def build_engine(args):
@@ -110,6 +143,7 @@ def build_engine(args):
         config_overrides=list(args.train_override),
         step=args.step,
         dtype=args.dtype,
+        mesh=build_mesh(args),
     )
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens,
@@ -160,6 +194,9 @@ def run(args) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2
+    if summary is None:  # a process other than 0: its responses are in --out/parts/
+        print(f"responses of this process written under {args.out}/parts; process 0 reports")
+        return 0
     print(open(summary["files"]["markdown"]).read())
     print(json.dumps({k: summary["files"][k] for k in sorted(summary["files"])}, indent=1))
     return 0

@@ -9,6 +9,8 @@ wrapped in ChatML (system "You are a helpful assistant.", the image placeholders
 as Math-PUMA does) unless --raw; each image becomes image_seq_length image tokens. Images are
 preprocessed like the tower's HF processor (mathjax_vl.data.tower_images). Generation stops
 at <|im_end|> / <|endoftext|> (when the tokenizer has them) or after --max-new-tokens.
+--mesh shards the model over this host's devices (training's fsdp / tensor rules, read shard by
+shard from the checkpoint); --dtype bfloat16 runs it in bf16.
 Exit status 0 on success, 2 on bad input.
 """
 
@@ -39,6 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--system", default=SYSTEM_PROMPT, help="system prompt (ChatML)")
     p.add_argument("--raw", action="store_true", help="no chat template: the prompt as is")
+    p.add_argument("--mesh", default=None, help="shard over local devices, e.g. fsdp=4,tensor=2")
+    p.add_argument("--dtype", default="float32", help="params + compute dtype (bfloat16)")
     p.set_defaults(func=run)
 
 
@@ -83,12 +87,15 @@ def run(args) -> int:
 
     try:
         from mathjax_vl.eval.loading import generator_kind
-
-        kind, cfg, params = registry.load_any(args.model)
+        from mathjax_vl.eval.sharded import GenerationMesh, with_compute_dtype
         from mathjax_vl.models import registry as model_registry
 
+        kind, cfg, params, _ = registry.open_any(args.model)  # lazy: read shard by shard
         if generator_kind(kind) is None:
             raise ValueError(f"{args.model}: a {kind} model does not generate text")
+        mesh = GenerationMesh.create(args.mesh)
+        cfg = with_compute_dtype(cfg, args.dtype)
+        params = mesh.place(cfg, params, args.dtype)
         vlm = model_registry.get(kind).role == "composite"
         if args.image and not vlm:
             raise ValueError(f"{args.model}: a text-only {kind} model cannot take --image")
@@ -102,13 +109,15 @@ def run(args) -> int:
             pad_token=0,
         )
         if vlm:
-            from mathjax_vl.data.tower_images import preprocess_images
+            from mathjax_vl.data.tower_images import preprocess_image_tiles
 
-            pixels = preprocess_images(args.image, cfg.vision) if args.image else None
+            # a tiling tower (InternVL) gives several tiles per image, each one image's tokens
+            pixels, tiles = preprocess_image_tiles(args.image or [], cfg.vision)
+            pixels = pixels if args.image else None
             ids = build_prompt_ids(
                 tokenizer,
                 args.prompt,
-                len(args.image),
+                sum(tiles),
                 cfg.image_token_id,
                 cfg.image_seq_length,
                 args.system,
@@ -124,11 +133,12 @@ def run(args) -> int:
     if vlm:
         from mathjax_vl.decoding import generate_vlm
 
-        out = generate_vlm(cfg, params, ids, None, pixels, sampling, rng)
+        out = generate_vlm(cfg, params, ids, None, pixels, sampling, rng, layout=mesh.layout)
     else:
         from mathjax_vl.decoding import generate
 
-        out = generate(model_registry.build(cfg), params, ids, sampling=sampling, rng=rng)
+        model = model_registry.build(cfg)
+        out = generate(model, params, ids, sampling=sampling, rng=rng, layout=mesh.layout)
     n = int(out.lengths[0])
     tokens = [int(t) for t in np.asarray(out.tokens[0, :n]) if int(t) not in stop]
     print(tokenizer.decode(tokens, skip_special_tokens=True))
