@@ -25,7 +25,7 @@ def get_config(arg: str = "large"):
     c.model.vision = ml_collections.ConfigDict(vision)
     c.model.text = ml_collections.ConfigDict(presets.clip_text(size))
     c.model.projection_dim = 32 if size == "tiny" else 768
-    presets.data_defaults(c, "tiny" if size == "tiny" else "1.5b", "image_caption")
+    presets.data_defaults(c, "tiny" if size == "tiny" else "1.5b")
     c.data.caption_len = c.model.text.max_position_embeddings
     c.loss.contrastive = "clip"
     c.train.global_batch_size = 8 if size == "tiny" else 4096

@@ -23,7 +23,7 @@ def get_config(arg: str = "1.5b"):
     c = base_config()
     c.task.name = "puma_kl"
     presets.vlm(c, size, presets.siglip_so400m(size), "swiglu", llm=llm)
-    presets.data_defaults(c, size, "puma_pair")
+    presets.data_defaults(c, size)
     c.data.response_len = 384 if size == "tiny" else 512
     c.loss.update(alpha=0.2, lam=0.1, tau=1.0, normalization="token_mean", strong_grad=False)
     c.optim.trainable = ["^vision_tower/", "^multi_modal_projector/"]

@@ -44,7 +44,9 @@ class BatchKeyError(ValueError):
     """A batch's keys differ from its objective's declaration."""
 
 
-def check_keys(objective: str, declared: Iterable[str], produced: Iterable[str], where: str) -> None:
+def check_keys(
+    objective: str, declared: Iterable[str], produced: Iterable[str], where: str
+) -> None:
     """Raise naming the objective and every key produced but not declared (or the reverse)."""
     declared, produced = set(declared), set(produced)
     extra, missing = sorted(produced - declared), sorted(declared - produced)

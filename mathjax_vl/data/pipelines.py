@@ -52,8 +52,8 @@ from mathjax_vl.data.tokenization import (
     ConversationTokenizer,
     TokenizationConfig,
     TokenizedSample,
-    load_tokenizer,
 )
+
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
@@ -418,7 +418,9 @@ def collate_rows(
         f"{prefix}attention_mask": packing.pad_1d(
             [np.ones(len(x), np.int32) for x in ids], length, 0
         ),
-        f"{prefix}positions": np.broadcast_to(np.arange(length, dtype=np.int32), (b, length)).copy(),
+        f"{prefix}positions": np.broadcast_to(
+            np.arange(length, dtype=np.int32), (b, length)
+        ).copy(),
         f"{prefix}pixel_values": pixels,
         f"{prefix}image_mask": image_mask,
     }

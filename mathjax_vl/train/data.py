@@ -23,7 +23,8 @@ class SyntheticExamples:
     """Random-access source of `task.synthetic_example` rows, deterministic per (seed, index).
 
     Every example must hold exactly the objective's declared batch keys (an error names the
-    key and the objective). `nan_index` (fault injection for the guard tests): that example's float arrays are NaN."""
+    key and the objective). `nan_index` (fault injection for the guard tests): that example's
+    float arrays are NaN."""
 
     def __init__(self, task: Task, num_examples: int, seed: int, nan_index: int = -1):
         self._task = task

@@ -8,8 +8,8 @@ VLM; layout ("bucketed" | "packing") and packing_window choose the multimodal ro
 pipeline pads to length buckets (or packs rows of seq_len); the trainer compiles one
 step for the task's fixed shapes, so every batch is padded here up to those shapes with each
 key's declared pad value (mathjax_vl.data.batch_keys; never cut: a longer batch is an error
-naming the key, and a key the objective does not declare is an error too). The iterator state is the pipeline's, so checkpoints
-resume the data exactly.
+naming the key, and a key the objective does not declare is an error too). The iterator state
+is the pipeline's, so checkpoints resume the data exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from mathjax_vl.data.batch_keys import pad_batch
 from mathjax_vl.errors import ConfigError
 from mathjax_vl.train.tasks.base import Task
+
 
 def pad_to_spec(batch: dict[str, np.ndarray], task: Task, local_batch: int) -> dict:
     """Pad every array of `batch` up to the task's compiled shapes, from its declared keys."""
