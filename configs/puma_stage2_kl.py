@@ -5,9 +5,9 @@ lambda * (alpha * FKL + (1 - alpha) * RKL) * tau^2 + (1 - lambda) * CE with the 
 tau 1, lambda 0.1 (the released code used alpha 0.5: --config.loss.alpha=0.5), fused so the
 [tokens, vocab] logits are never held. Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
-    mathjax-vl datagen --recipe puma_pairs --n 120000 --workers 64 --out /data
+    mathjax-vl datagen --recipe puma_kl --n 120000 --workers 64 --out /data
     mathjax-vl train --config configs/puma_stage2_kl.py:1.5b --workdir /runs/puma2 \
-        --config.data.dataset=/data/puma_pairs/1.0.0 --config.data.tokenizer_dir=/models/Qwen2-1.5B-Instruct \
+        --config.data.dataset=/data/puma_kl/1.0.0 --config.data.tokenizer_dir=/models/Qwen2-1.5B-Instruct \
         --config.init.checkpoint=/runs/puma1/checkpoints \
         --config.init.rename='[("^", "language_model/")]' \
         --config.init.allow_missing='["^vision_tower/", "^multi_modal_projector/"]'

@@ -107,7 +107,7 @@ def stage_configs(
     run = {name: os.path.join(runs_dir, name) for name in demo.train.steps}
     out: dict[str, ml_collections.ConfigDict] = {}
 
-    c = _common(demo, "clip_math", paths["captions"], tok, "contrastive")
+    c = _common(demo, "clip_math", paths["contrastive"], tok, "contrastive")
     c.model.kind = "dual_encoder"
     c.model.vision = ml_collections.ConfigDict(_vision(demo.model))
     c.model.text = ml_collections.ConfigDict(
@@ -134,7 +134,7 @@ def stage_configs(
     c.optim.trainable = ["^language_model/"]
     out["puma_stage1"] = c
 
-    c = _common(demo, "puma_stage2", paths["puma_pairs"], tok, "puma_kl")
+    c = _common(demo, "puma_stage2", paths["puma_kl"], tok, "puma_kl")
     _vlm(c, demo, vocab_size, image_token_id)
     c.data.response_len = demo.train.response_len
     c.loss.alpha = 0.2
@@ -144,12 +144,12 @@ def stage_configs(
     c.optim.trainable = ["^vision_tower/", "^multi_modal_projector/"]
     out["puma_stage2"] = c
 
-    c = _common(demo, "puma_stage3", paths["instruct"], tok, "multimodal_sft")
+    c = _common(demo, "puma_stage3", paths["multimodal_sft"], tok, "multimodal_sft")
     _vlm(c, demo, vocab_size, image_token_id)
     c.init.checkpoint = os.path.join(run["puma_stage2"], "checkpoints")
     out["puma_stage3"] = c
 
-    c = _common(demo, "image_to_code", paths["image_code"], tok, "image_to_code")
+    c = _common(demo, "image_to_code", paths["image_to_code"], tok, "image_to_code")
     _vlm(c, demo, vocab_size, image_token_id)
     c.data.seq_len = demo.train.code_seq_len
     c.init.checkpoint = os.path.join(run["puma_stage3"], "checkpoints")

@@ -175,3 +175,15 @@ def test_pipeline_batch_keys_are_checked_against_the_declaration():
         recs = [R.ImageCaption(image=PNG, caption="a")]
         cfg = P.PipelineConfig(objective="toy", batch_size=1, layout="packing")
         P.build_pipeline(recs, cfg, "/nonexistent", _ToyData())
+
+
+def test_every_training_recipe_is_named_by_the_objective_it_feeds():
+    from mathjax_vl.datagen import beam, engine
+
+    training = [r for r in engine.RECIPES if r != "mathverse_eval"]  # eval problems: no task
+    assert sorted(training) == sorted(set(tasks.names()) - {"text_sft"})
+    for recipe in training:
+        kinds = [t.kind for t in tasks.get(recipe).data.record_types]
+        assert beam.RECIPE_KINDS[recipe] in kinds, recipe
+    for old, new in engine.RECIPE_ALIASES.items():
+        assert engine.DatagenConfig(recipe=old, n=1).recipe == new
