@@ -1,14 +1,15 @@
-"""MAVIS stage 2: projector alignment. The CLIP-Math tower (from configs/mavis_clip_math.py) is
-plugged into the VLM under `vision_tower/`; only the MLP projector trains, on diagram-caption
+"""MAVIS stage 2: projector alignment. The stage starts from the CLIP-Math tower (the run of
+configs/mavis_clip_math.py, under `vision_tower/`), the LLM's HF dir (placed under
+`language_model/` by its kind) and a fresh projector; only the MLP projector trains, on diagram-caption
 conversations (a multimodal conversation dataset: "describe the diagram" -> caption).
 Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
     mathjax-vl train --config configs/mavis_projector_align.py:1.5b --workdir /runs/mavis2 \
         --config.data.dataset=/data/caption_conversations/1.0.0 \
         --config.data.tokenizer_dir=/models/Qwen2-1.5B-Instruct \
-        --config.init.checkpoint=/runs/clip_math/checkpoints \
-        --config.init.rename='[("^clip/vision_model/", "vision_tower/")]' \
-        --config.init.allow_missing='["^language_model/", "^multi_modal_projector/"]'
+        --config.init.sources='[{"path": "/runs/clip_math", "take": "clip/vision_model",
+            "into": "vision_tower"}, {"path": "/models/Qwen2-1.5B-Instruct"}]' \
+        --config.init.allow_missing='["^multi_modal_projector/"]'
 """
 
 from mathjax_vl.recipes import presets

@@ -3,14 +3,17 @@
 Vision tower and projector are trained, the LLM is frozen (REFERENCE.md section 2); loss =
 lambda * (alpha * FKL + (1 - alpha) * RKL) * tau^2 + (1 - lambda) * CE with the paper's alpha 0.2,
 tau 1, lambda 0.1 (the released code used alpha 0.5: --config.loss.alpha=0.5), fused so the
-[tokens, vocab] logits are never held. Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
+[tokens, vocab] logits are never held. The stage starts, as the paper's does, from the stage-1 LLM,
+the pretrained SigLIP-so400m (a SiglipModel dir: its vision half) and a fresh aligner
+(docs/notes/stage_init.md). Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
     mathjax-vl datagen --recipe puma_kl --n 120000 --workers 64 --out /data
     mathjax-vl train --config configs/puma_stage2_kl.py:1.5b --workdir /runs/puma2 \
         --config.data.dataset=/data/puma_kl/1.0.0 --config.data.tokenizer_dir=/models/Qwen2-1.5B-Instruct \
-        --config.init.checkpoint=/runs/puma1/checkpoints \
-        --config.init.rename='[("^", "language_model/")]' \
-        --config.init.allow_missing='["^vision_tower/", "^multi_modal_projector/"]'
+        --config.init.sources='[{"path": "/runs/puma1", "into": "language_model"},
+            {"path": "/models/siglip-so400m-patch14-384", "take": "vision_model",
+             "into": "vision_tower"}]' \
+        --config.init.allow_missing='["^multi_modal_projector/"]'
     mathjax-vl compile --config configs/puma_stage2_kl.py:1.5b --mesh data=2,fsdp=4,tensor=1
 """
 

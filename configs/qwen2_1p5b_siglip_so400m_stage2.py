@@ -8,10 +8,15 @@ Check that it fits a mesh before renting it (abstract shapes only, nothing alloc
     python -m mathjax_vl.cli.main compile --config configs/qwen2_1p5b_siglip_so400m_stage2.py \
         --mesh data=2,fsdp=8,tensor=4
 
-Train (a real run needs data.kind = "pipeline" and init from stage 1 / an HF import):
+Train (a real run needs data.kind = "pipeline"); it starts from the stage-1 LLM, the pretrained
+SigLIP-so400m tower and a fresh projector (docs/notes/stage_init.md):
 
     python -m mathjax_vl.cli.main train --config configs/qwen2_1p5b_siglip_so400m_stage2.py \
-        --workdir gs://bucket/stage2 --config.init.hf_dir=/path/to/llava_qwen2_siglip
+        --workdir gs://bucket/stage2 \
+        --config.init.sources='[{"path": "/runs/puma1", "into": "language_model"},
+            {"path": "/models/siglip-so400m-patch14-384", "take": "vision_model",
+             "into": "vision_tower"}]' \
+        --config.init.allow_missing='["^multi_modal_projector/"]'
 """
 
 import ml_collections

@@ -62,6 +62,11 @@ class AugmentConfig:
         )
 
 
+RESIZE_MODES = ("squash", "shortest_edge_crop", "pad_square")
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+PAD_MIN_SIZE = 14  # DeepSeek-VL's processors: no side shorter than this after the resize
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageProcessingConfig:
     """How raw images become the vision tower's ``pixel_values``.
@@ -70,7 +75,10 @@ class ImageProcessingConfig:
       height, width: output size (the tower's input resolution).
       resize_mode: ``"squash"`` resizes straight to height x width (SigLIP);
         ``"shortest_edge_crop"`` resizes the shortest edge to ``height`` keeping the aspect
-        ratio, then centre-crops (CLIP).
+        ratio, then centre-crops (CLIP); ``"pad_square"`` resizes the longest edge to ``height``
+        (the other ``max(round(side * scale), 14)``) and centres it on a square of the colour
+        ``int(255 * mean)`` (DeepSeek-VL).
+      resample: the PIL filter, ``"bicubic"`` (every processor's default) or ``"bilinear"``.
       mean, std: per-channel normalisation after rescaling.
       rescale_factor: multiplies the uint8 pixels (1/255 in every HF processor we use).
       augment: random augmentations (training only); None disables them.
@@ -78,15 +86,18 @@ class ImageProcessingConfig:
 
     height: int = 384
     width: int = 384
-    resize_mode: Literal["squash", "shortest_edge_crop"] = "squash"
+    resize_mode: Literal["squash", "shortest_edge_crop", "pad_square"] = "squash"
     mean: tuple[float, float, float] = SIGLIP_MEAN
     std: tuple[float, float, float] = SIGLIP_STD
     rescale_factor: float = 1.0 / 255.0
     augment: AugmentConfig | None = None
+    resample: Literal["bicubic", "bilinear"] = "bicubic"
 
     def __post_init__(self) -> None:
-        if self.resize_mode not in ("squash", "shortest_edge_crop"):
-            raise ValueError(f"unknown resize_mode {self.resize_mode!r}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize_mode {self.resize_mode!r}; expected {RESIZE_MODES}")
+        if self.resample not in RESAMPLE:
+            raise ValueError(f"unknown resample {self.resample!r}; expected {sorted(RESAMPLE)}")
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"image size must be positive, got {self.height}x{self.width}")
 
@@ -208,11 +219,30 @@ def augment_image(image: Image.Image, cfg: AugmentConfig, rng: np.random.Generat
     return image
 
 
+def pad_square(image: Image.Image, cfg: ImageProcessingConfig) -> Image.Image:
+    """Longest edge -> cfg.height, then centred on a square of colour int(255 * mean)."""
+    w, h = image.size
+    scale = cfg.height / max(w, h)
+    new_w = max(round(w * scale), PAD_MIN_SIZE)  # Python's round, as the HF processor
+    new_h = max(round(h * scale), PAD_MIN_SIZE)
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), RESAMPLE[cfg.resample])
+    if new_w == new_h:
+        return image
+    side = max(new_w, new_h)
+    canvas = Image.new("RGB", (side, side), tuple(int(m * 255) for m in cfg.mean))
+    canvas.paste(image, ((side - new_w) // 2, (side - new_h) // 2))
+    return canvas
+
+
 def resize_image(image: Image.Image, cfg: ImageProcessingConfig) -> Image.Image:
-    """Bicubic resize on uint8 pixels (PIL), as the HF PIL-backend processors do."""
+    """PIL resize on uint8 pixels (bicubic unless cfg.resample), as the HF PIL-backend
+    processors do."""
+    if cfg.resize_mode == "pad_square":
+        return pad_square(image, cfg)
     if cfg.resize_mode == "squash":
         if image.size != (cfg.width, cfg.height):
-            image = image.resize((cfg.width, cfg.height), Image.Resampling.BICUBIC)
+            image = image.resize((cfg.width, cfg.height), RESAMPLE[cfg.resample])
         return image
     # shortest_edge_crop: short side -> height, long side int(size * long / short) as in HF
     w, h = image.size
@@ -220,7 +250,7 @@ def resize_image(image: Image.Image, cfg: ImageProcessingConfig) -> Image.Image:
     new_short, new_long = cfg.height, int(cfg.height * long / short)
     new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
     if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        image = image.resize((new_w, new_h), RESAMPLE[cfg.resample])
     top = int((new_h - cfg.height) / 2.0)
     left = int((new_w - cfg.width) / 2.0)
     return image.crop((left, top, left + cfg.width, top + cfg.height))

@@ -230,11 +230,14 @@ def generate_vlm(
     pixel_values: Any = None,
     sampling: SamplingConfig | None = None,
     rng: Array | None = None,
+    image_inputs: dict[str, Any] | None = None,
 ) -> GenerateOutput:
     """Generation with images: the VLM builds the prompt embeddings (image features scattered
     in), then the decoder (any registered kind) is prefilled from them and decodes token ids.
 
-    cfg: a VLMConfig; input_ids [B, T] (left- or right-padded), pixel_values [N, H, W, C] or None.
+    cfg: any registered composite config (its module has `embed`; the text part is cfg.text);
+    input_ids [B, T] (left- or right-padded), pixel_values [N, H, W, C] or None; image_inputs:
+    the model's other per-image arrays (DeepSeek-VL's high_res_pixel_values), by keyword.
     """
     from mathjax_vl.models import registry
     from mathjax_vl.models.vlm import check_image_tokens
@@ -245,7 +248,8 @@ def generate_vlm(
     if pixel_values is not None:
         check_image_tokens(input_ids, np.shape(pixel_values)[0], cfg)
         pixel_values = jnp.asarray(pixel_values)
-    embeds = _embed_jit(cfg, params, ids, pixel_values)
+    extra = {k: jnp.asarray(v) for k, v in (image_inputs or {}).items()}
+    embeds = _embed_jit(cfg, params, ids, pixel_values, extra)
     return generate(
         registry.build(cfg.text),
         params["language_model"],
@@ -257,7 +261,10 @@ def generate_vlm(
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def _embed_jit(cfg: Any, params: Any, input_ids: Array, pixel_values: Array | None) -> Array:
-    from mathjax_vl.models.vlm import VLM
+def _embed_jit(
+    cfg: Any, params: Any, input_ids: Array, pixel_values: Array | None, extra: dict
+) -> Array:
+    from mathjax_vl.models import registry
 
-    return VLM(cfg).apply({"params": params}, input_ids, pixel_values, method=VLM.embed)
+    module = registry.build(cfg)
+    return module.apply({"params": params}, input_ids, pixel_values, **extra, method="embed")

@@ -50,7 +50,9 @@ BUILTIN_MODULES = (
     "mathjax_vl.hf.mistral",
     "mathjax_vl.hf.siglip",
     "mathjax_vl.hf.clip",
+    "mathjax_vl.hf.sam",
     "mathjax_vl.hf.llava",
+    "mathjax_vl.hf.deepseek_vl",
 )
 
 
@@ -171,9 +173,8 @@ def detect_kind(path: str) -> str:
 
 def load_hf(path: str, **knobs: Any) -> tuple[str, Any, dict]:
     """HF dir -> (kind, config dataclass, unboxed numpy params)."""
-    kind = detect_kind(path)
-    cfg, params = _BY_KIND[kind].load(path, **knobs)
-    return kind, cfg, params
+    cfg, params = _BY_KIND[detect_kind(path)].load(path, **knobs)
+    return model_registry.kind_of(cfg), cfg, params  # one entry may read several kinds
 
 
 def copy_tokenizer_files(tokenizer_dir: str, path: str) -> list[str]:

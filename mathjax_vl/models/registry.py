@@ -35,8 +35,10 @@ BUILTIN_MODULES = (
     "mathjax_vl.models.mistral",
     "mathjax_vl.models.siglip",
     "mathjax_vl.models.clip",
+    "mathjax_vl.models.sam",
     "mathjax_vl.models.projectors",
     "mathjax_vl.models.vlm",
+    "mathjax_vl.models.deepseek_vl",
 )
 
 

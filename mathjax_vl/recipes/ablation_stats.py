@@ -119,7 +119,8 @@ def summarize_arms(
         first, second = arms
         diff = {}
         for k in SCALARS:
-            values = boot[first][k] - boot[second][k]
+            with np.errstate(invalid="ignore"):  # inf - inf (an unbounded gap) -> nan, no CI
+                values = boot[first][k] - boot[second][k]
             finite = np.isfinite(values)
             point = out["arms"][first]["point"][k] - out["arms"][second]["point"][k]
             diff[k] = {

@@ -342,63 +342,67 @@ def flat_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     }
 
 
-def restore_params_from(
-    directory: str | os.PathLike,
-    step: int | None,
-    abstract_params: dict[str, Any],
-    shardings: dict[str, Any],
-    rename: list[tuple[str, str]] | None = None,
-    allow_missing: list[str] | None = None,
-) -> tuple[dict[str, Any], list[str]]:
-    """Parameters for a new stage from a previous stage's checkpoint directory.
+def run_checkpoint_dir(directory: str | os.PathLike) -> Path | None:
+    """The trainer's checkpoints/ dir of a run dir or of itself (numbered step dirs), else None."""
+    directory = Path(directory).absolute()
+    for candidate in (directory / "checkpoints", directory):
+        if candidate.is_dir() and any(
+            p.is_dir() and re.fullmatch(r"\d+", p.name) for p in candidate.iterdir()
+        ):
+            return candidate
+    return None
 
-    abstract_params / shardings: flat dicts path -> ShapeDtypeStruct / Sharding of the NEW model.
-    rename: (regex, replacement) applied to the OLD paths (e.g. ("^", "decoder/") to put a stage-1
-    decoder under the VLM). allow_missing: regexes of new parameters that may keep their fresh
-    initialisation. Returns (flat restored params, names of new params left to fresh init).
-    Arrays are read shard by shard straight into the new sharding.
-    """
-    import orbax.checkpoint as ocp
 
+def run_param_shapes(
+    directory: str | os.PathLike, step: int | None = None
+) -> tuple[int, dict[str, tuple[str, tuple[int, ...], str]]]:
+    """(step, {param path: ("trainable" | "frozen", shape, dtype)}) of a trainer checkpoint:
+    the newest complete one, or `step` (which must be complete). Nothing is read but metadata."""
     directory = Path(directory).absolute()
     ckpt = Checkpointer(directory, interval=0, keep=0, async_save=False)
-    steps = ckpt.all_steps()
-    if step is None:  # newest complete (each check hashes that checkpoint's files)
-        step = next((s for s in reversed(steps) if ckpt.incomplete_reason(s) is None), None)
-        if step is None:
-            raise FileNotFoundError(f"no complete checkpoint under {directory} (steps: {steps})")
-    elif int(step) not in steps or ckpt.incomplete_reason(int(step)) is not None:
-        why = ckpt.incomplete_reason(int(step)) if int(step) in steps else "no such step"
-        raise FileNotFoundError(
-            f"no complete checkpoint for step {step} in {directory} ({why}; steps: {steps})"
-        )
-    step = int(step)
-    meta = ckpt.manager.item_metadata(step)["state"]
+    try:
+        steps = ckpt.all_steps()
+        if step is None:  # newest complete (each check hashes that checkpoint's files)
+            step = next((s for s in reversed(steps) if ckpt.incomplete_reason(s) is None), None)
+            if step is None:
+                raise FileNotFoundError(
+                    f"no complete checkpoint under {directory} (steps: {steps})"
+                )
+        elif int(step) not in steps or ckpt.incomplete_reason(int(step)) is not None:
+            why = ckpt.incomplete_reason(int(step)) if int(step) in steps else "no such step"
+            raise FileNotFoundError(
+                f"no complete checkpoint for step {step} in {directory} ({why}; steps: {steps})"
+            )
+        meta = ckpt.manager.item_metadata(int(step))["state"]
+    finally:
+        ckpt.manager.close()
     tree = meta.tree if hasattr(meta, "tree") else meta
-    old: dict[str, tuple[str, str]] = {}  # new path -> (subtree, old path)
+    out = {}
+    for sub in ("trainable", "frozen"):
+        for key, (shape, dtype) in flat_shapes(dict(tree.get(sub) or {})).items():
+            out[key] = (sub, shape, dtype)
+    return int(step), out
+
+
+def restore_run_params(
+    directory: str | os.PathLike,
+    step: int,
+    wanted: dict[str, tuple[str, Any]],
+) -> dict[str, Any]:
+    """Reads some parameters of a trainer checkpoint, each straight into its target sharding.
+
+    wanted: param path -> (its subtree "trainable" | "frozen" in the checkpoint, a target with
+    .shape / .dtype / .sharding, e.g. a ShapeDtypeStruct or the fresh array it replaces).
+    Arrays are read shard by shard (orbax partial restore); the optimizer state is never read."""
+    import orbax.checkpoint as ocp
     from flax import traverse_util
 
-    for sub in ("trainable", "frozen"):
-        for key in traverse_util.flatten_dict(dict(tree.get(sub) or {}), sep="/"):
-            new = key
-            for pattern, repl in rename or []:
-                new = re.sub(pattern, repl, new)
-            old[new] = (sub, key)
-    allow = [re.compile(p) for p in allow_missing or []]
-    missing = [k for k in abstract_params if k not in old]
-    bad = [k for k in missing if not any(p.search(k) for p in allow)]
-    if bad:
-        raise KeyError(
-            f"checkpoint {directory}/{step} lacks parameters {bad[:5]} (of {len(bad)}); add "
-            "init.allow_missing patterns to initialise them fresh, or init.rename rules"
-        )
     target: dict[str, dict] = {"trainable": {}, "frozen": {}}
-    for new, (sub, key) in old.items():
-        if new not in abstract_params:
-            continue
-        a = abstract_params[new]
-        target[sub][key] = jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=shardings[new])
+    for key, (sub, like) in wanted.items():
+        target[sub][key] = jax.ShapeDtypeStruct(like.shape, like.dtype, sharding=like.sharding)
     nested = {s: traverse_util.unflatten_dict(v, sep="/") for s, v in target.items() if v}
+    if not nested:
+        return {}
     restore_args = jax.tree.map(
         lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding, global_shape=a.shape, dtype=a.dtype),
         nested,
@@ -407,20 +411,10 @@ def restore_params_from(
     # subtree; the same files read through the PyTree handler can (partial_restore).
     with item_reader() as reader:
         restored = reader.restore(
-            directory / str(step) / "state",
+            Path(directory).absolute() / str(step) / "state",
             args=ocp.args.PyTreeRestore(
                 item=nested, restore_args=restore_args, partial_restore=True
             ),
         )
-    flat: dict[str, Any] = {}
-    for new, (sub, key) in old.items():
-        if new in abstract_params:
-            value = traverse_util.flatten_dict(restored[sub], sep="/")[key]
-            if tuple(np.shape(value)) != tuple(abstract_params[new].shape):
-                raise ValueError(
-                    f"parameter {new} (checkpoint {key}): expected shape "
-                    f"{abstract_params[new].shape}, found {np.shape(value)}"
-                )
-            flat[new] = value
-    ckpt.manager.close()
-    return flat, missing
+    flat = {s: traverse_util.flatten_dict(restored[s], sep="/") for s in nested}
+    return {key: flat[sub][key] for key, (sub, _) in wanted.items()}

@@ -90,9 +90,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint = ml_collections.ConfigDict(
         {"interval": 1000, "keep": 3, "async_save": True, "resume": True}
     )
-    # Start a stage from a previous stage's checkpoint dir or an HF directory.
+    # Start a stage from sources (train/init_sources.py): `sources` is a list of
+    # {path, step, take, rename, into, name} dicts (training runs, HF or our checkpoint dirs,
+    # mixed); `checkpoint` (+ step, rename) and `hf_dir` are single-source shorthands. Every
+    # parameter no source fills must match an `allow_missing` regex (it keeps its fresh init).
     c.init = ml_collections.ConfigDict(
-        {"checkpoint": "", "step": None, "rename": [], "allow_missing": [], "hf_dir": ""}
+        {
+            "sources": [],
+            "checkpoint": "",
+            "step": None,
+            "rename": [],
+            "allow_missing": [],
+            "hf_dir": "",
+        }
     )
     c.init.step = ml_collections.FieldReference(None, field_type=int)
 

@@ -5,8 +5,8 @@ straight into the sharded training state.
 in the task's parameter tree where the model registry says it sits (`placement`): a directory of
 the model's own kind fills the whole tree; inside a VLM a decoder (any registered kind) fills
 `language_model` and a tower `vision_tower` (each part's registry `scope`); a CLIP dir fills the
-dual encoder's `clip` scope. Parameters no directory provides keep their fresh initialisation
-and are listed in the log.
+dual encoder's `clip` scope. Several sources of any kind, with their own subtrees and renames,
+are train/init_sources.py, which uses `placement` and `place` from here.
 
 Nothing is loaded whole: the directories are opened lazily (hf.streaming), and each parameter is
 built with `jax.make_array_from_single_device_arrays` from the regions this process's devices
@@ -25,7 +25,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from flax import traverse_util
 
 log = logging.getLogger(__name__)
 
@@ -117,26 +116,10 @@ def hf_dirs(value: Any) -> list[str]:
 
 def load_params(config: ml_collections.ConfigDict, hf_dir: Any, fresh: Any) -> Any:
     """Fresh params (jax arrays, sharded as training wants) with every tensor the directories
-    provide replaced by its sharded load (shapes and dtypes checked)."""
-    from mathjax_vl.models.build import model_config
+    provide replaced by its sharded load (shapes and dtypes checked); the directories must fill
+    every parameter outside `config.init.allow_missing` (train.init_sources)."""
+    from mathjax_vl.train import init_sources
 
-    dirs = hf_dirs(hf_dir)
-    model_cfg = model_config(config.model)
-    flat = traverse_util.flatten_dict(fresh, sep="/")
-    provided: set[str] = set()
-    for path in dirs:
-        kind, params = _open(path)
-        prefix = placement(config, model_cfg, kind, path)
-        for key, value in traverse_util.flatten_dict(params, sep="/").items():
-            ours = f"{prefix}/{key}" if prefix else key
-            if ours not in flat:
-                raise KeyError(f"{path}: tensor for {ours!r} has no place in the model")
-            want = np.shape(flat[ours])
-            if tuple(np.shape(value)) != tuple(want):
-                raise ValueError(f"{path}: {ours} expected shape {want}, found {np.shape(value)}")
-            flat[ours] = place(value, flat[ours], f"{path}: {ours}")
-            provided.add(ours)
-    fresh_left = sorted(set(flat) - provided)
-    if fresh_left:
-        log.warning("%d parameters keep their fresh init: %s", len(fresh_left), fresh_left[:10])
-    return traverse_util.unflatten_dict(flat, sep="/")
+    sources = [init_sources.Source(path=d) for d in hf_dirs(hf_dir)]
+    allow = list((config.get("init") or {}).get("allow_missing") or [])
+    return init_sources.fill(config, fresh, sources, allow)[0]

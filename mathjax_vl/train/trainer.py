@@ -112,43 +112,25 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ state init
     def initial_state(self) -> state_lib.TrainState:
-        """The state a fresh run starts from: new parameters, the previous stage's checkpoint
-        (init.checkpoint) or an HF directory (init.hf_dir). A resumed run ignores it."""
+        """The state a fresh run starts from: new parameters, or parameters filled from the
+        init sources (init.sources / init.checkpoint / init.hf_dir: train.init_sources; the
+        log says which source filled which subtree). A resumed run ignores it."""
         return self._initial_state()
 
     def _initial_state(self) -> state_lib.TrainState:
+        from mathjax_vl.train import init_sources
+
         cfg = self.config.get("init") or ml_collections.ConfigDict()
         rng = jax.random.key(int(self.config.seed))
         fresh = state_lib.init_state(self.task, self.tx, self.setup, rng)
-        if cfg.get("checkpoint"):
-            from flax import traverse_util
-
-            abstract = opt_lib._flat(
-                opt_lib.merge_params(self.setup.abstract.trainable, self.setup.abstract.frozen)
-            )
-            shardings = opt_lib._flat(
-                opt_lib.merge_params(self.setup.shardings.trainable, self.setup.shardings.frozen)
-            )
-            restored, missing = checkpointing.restore_params_from(
-                cfg.checkpoint,
-                cfg.get("step"),
-                abstract,
-                shardings,
-                [tuple(r) for r in cfg.get("rename", [])],
-                list(cfg.get("allow_missing", [])),
-            )
-            params = opt_lib._flat(fresh.params())
-            params.update(restored)
-            log.info("initialised from %s; fresh: %s", cfg.checkpoint, missing)
-            return state_lib.state_from_params(
-                traverse_util.unflatten_dict(params, sep="/"), self.tx, self.setup
-            )
-        if cfg.get("hf_dir"):
-            from mathjax_vl.train import hf_init
-
-            params = hf_init.load_params(self.config, cfg.hf_dir, fresh.params())
-            return state_lib.state_from_params(params, self.tx, self.setup)
-        return fresh
+        sources = init_sources.sources_of(cfg)
+        self.init_report = None
+        if not sources:
+            return fresh
+        params, self.init_report = init_sources.fill(
+            self.config, fresh.params(), sources, list(cfg.get("allow_missing") or [])
+        )
+        return state_lib.state_from_params(params, self.tx, self.setup)
 
     # ------------------------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
