@@ -13,14 +13,17 @@ the rejection rate so far). Records stream to storage; memory stays bounded at a
 Recipes and their records (mathjax_vl.data.records). A training recipe is named by the objective
 it feeds (mathjax_vl.train.tasks: the same name is `task.name` and the pipeline's objective);
 the older names stay as aliases (RECIPE_ALIASES):
-- puma_kl (was puma_pairs): PumaPair (two of Math-PUMA's four versions; the one with more image content is the
-  vision-rich side; one shared chain-of-thought solution);
+- puma_kl (was puma_pairs): PumaPair (two of Math-PUMA's four versions; the one with more image
+  content is the vision-rich side; one shared chain-of-thought solution);
 - mathverse_eval: six EvalProblem records per problem (MathVerse's five scored versions plus its
   separately reported Text Only), multiple-choice with distractors from typical mistakes or
   free-form;
-- contrastive (was captions): ImageCaption (fully labelled figure, MAVIS-style caption) for CLIP-Math;
-- multimodal_sft (was instruct): MultimodalConversation (figure + question -> chain-of-thought solution);
-- image_to_code (was image_code): ImageCode (figure + the Python program that drew it) for MathCoder-VL.
+- contrastive (was captions): ImageCaption (fully labelled figure, MAVIS-style caption) for
+  CLIP-Math;
+- multimodal_sft (was instruct): MultimodalConversation (figure + question -> chain-of-thought
+  solution);
+- image_to_code (was image_code): ImageCode (figure + the Python program that drew it) for
+  MathCoder-VL.
 """
 
 from __future__ import annotations
