@@ -11,6 +11,13 @@ Augmentations (off by default) act on the decoded image before the resize and ar
 example and image, so a pipeline yields the same pixels whatever the number of workers:
 ``scale`` zooms in or out around the centre (white fill, as figures are drawn on white),
 ``stretch`` changes the aspect ratio, ``gamma`` bends intensities.
+
+Dynamic resolution (InternVL, resize_mode ``"dynamic_tiles"``, HF GotOcr2ImageProcessor with
+``crop_to_patches``): the image is squashed onto the grid of ``cols x rows`` tiles (between
+``min_tiles`` and ``max_tiles`` of them) whose aspect ratio is closest to the image's, cut into
+those tiles (row-major), and, when there is more than one, followed by the whole image squashed
+to one tile (the thumbnail). ``process_image_tiles`` returns ``[n_tiles, H, W, 3]``; each tile is
+one image for the model, so the pipeline counts tiles against its image budget.
 """
 
 from __future__ import annotations
@@ -62,7 +69,7 @@ class AugmentConfig:
         )
 
 
-RESIZE_MODES = ("squash", "shortest_edge_crop", "pad_square")
+RESIZE_MODES = ("squash", "shortest_edge_crop", "pad_square", "dynamic_tiles")
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 PAD_MIN_SIZE = 14  # DeepSeek-VL's processors: no side shorter than this after the resize
 
@@ -86,18 +93,25 @@ class ImageProcessingConfig:
 
     height: int = 384
     width: int = 384
-    resize_mode: Literal["squash", "shortest_edge_crop", "pad_square"] = "squash"
+    resize_mode: Literal["squash", "shortest_edge_crop", "pad_square", "dynamic_tiles"] = "squash"
     mean: tuple[float, float, float] = SIGLIP_MEAN
     std: tuple[float, float, float] = SIGLIP_STD
     rescale_factor: float = 1.0 / 255.0
     augment: AugmentConfig | None = None
     resample: Literal["bicubic", "bilinear"] = "bicubic"
+    min_tiles: int = 1
+    max_tiles: int = 1
+    use_thumbnail: bool = True
 
     def __post_init__(self) -> None:
         if self.resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize_mode {self.resize_mode!r}; expected {RESIZE_MODES}")
         if self.resample not in RESAMPLE:
             raise ValueError(f"unknown resample {self.resample!r}; expected {sorted(RESAMPLE)}")
+        if not 1 <= self.min_tiles <= self.max_tiles:
+            raise ValueError(
+                f"need 1 <= min_tiles <= max_tiles, got {self.min_tiles}, {self.max_tiles}"
+            )
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"image size must be positive, got {self.height}x{self.width}")
 
@@ -126,14 +140,26 @@ class ImageProcessingConfig:
         spec = registry.spec_of(vision)
         if spec.resize_mode is None:
             raise ValueError(f"{spec.kind} ({spec.role}) declares no image preprocessing")
+        tiling = {}
+        if spec.resize_mode == "dynamic_tiles":  # the tower's tiling fields (InternViT)
+            tiling = dict(
+                min_tiles=vision.min_num_tiles,
+                max_tiles=vision.max_num_tiles,
+                use_thumbnail=vision.use_thumbnail,
+            )
         return cls(
             height=vision.image_size,
             width=vision.image_size,
             resize_mode=spec.resize_mode,
             mean=tuple(vision.image_mean),
             std=tuple(vision.image_std),
-            **kwargs,
+            **{**tiling, **kwargs},
         )
+
+    @property
+    def tiles_images(self) -> bool:
+        """Whether an image becomes several tiles (dynamic resolution with max_tiles > 1)."""
+        return self.resize_mode == "dynamic_tiles" and self.max_tiles > 1
 
     @classmethod
     def from_hf_dir(cls, path: str, **kwargs: Any) -> ImageProcessingConfig:
@@ -145,6 +171,12 @@ class ImageProcessingConfig:
         mean = tuple(hf.get("image_mean", SIGLIP_MEAN))
         std = tuple(hf.get("image_std", SIGLIP_STD))
         rescale = float(hf.get("rescale_factor", 1.0 / 255.0))
+        if hf.get("crop_to_patches") and "height" in size:  # GotOcr2 / InternVL tiles
+            tiles = dict(
+                min_tiles=int(hf.get("min_patches", 1)), max_tiles=int(hf.get("max_patches", 12))
+            )
+            return cls(size["height"], size["width"], "dynamic_tiles", mean, std, rescale,
+                       **{**tiles, **kwargs})  # fmt: skip
         if hf.get("do_center_crop") and "shortest_edge" in size:
             crop = hf.get("crop_size", {})
             h = crop.get("height", size["shortest_edge"])
@@ -237,10 +269,11 @@ def pad_square(image: Image.Image, cfg: ImageProcessingConfig) -> Image.Image:
 
 def resize_image(image: Image.Image, cfg: ImageProcessingConfig) -> Image.Image:
     """PIL resize on uint8 pixels (bicubic unless cfg.resample), as the HF PIL-backend
-    processors do."""
+    processors do ("dynamic_tiles" here is its one-tile case, a squash; process_image_tiles
+    tiles)."""
     if cfg.resize_mode == "pad_square":
         return pad_square(image, cfg)
-    if cfg.resize_mode == "squash":
+    if cfg.resize_mode in ("squash", "dynamic_tiles"):
         if image.size != (cfg.width, cfg.height):
             image = image.resize((cfg.width, cfg.height), RESAMPLE[cfg.resample])
         return image
@@ -300,6 +333,79 @@ def process_image(
         image = augment_image(image, cfg.augment, rng)
     image = resize_image(image, cfg)
     return normalize(np.asarray(image, dtype=np.uint8), cfg)
+
+
+def tile_grid(
+    height: int, width: int, tile: int, min_tiles: int, max_tiles: int
+) -> tuple[int, int]:
+    """(cols, rows) of the tile grid for an image: the grid whose cols / rows is closest to
+    width / height among min_tiles <= cols * rows <= max_tiles. Candidates go by tile count
+    (cols-major within one count); on a tie the later (larger) grid wins while the image covers
+    more than half of it, which is the rule of InternVL's dynamic_preprocess and HF's
+    get_optimal_tiled_canvas."""
+    grids = [
+        (c, r)
+        for c in range(1, max_tiles + 1)
+        for r in range(1, max_tiles + 1)
+        if min_tiles <= c * r <= max_tiles
+    ]
+    grids.sort(key=lambda g: g[0] * g[1])  # stable: cols-major order within a count
+    ratio, area = width / height, width * height
+    best, best_diff = (1, 1), float("inf")
+    for c, r in grids:
+        diff = abs(ratio - c / r)
+        if diff < best_diff:
+            best, best_diff = (c, r), diff
+        elif diff == best_diff and area > 0.5 * tile * tile * c * r:
+            best = (c, r)
+    return best
+
+
+def num_tiles(height: int, width: int, cfg: ImageProcessingConfig) -> int:
+    """Tiles an image of height x width becomes (the thumbnail included)."""
+    if not cfg.tiles_images:
+        return 1
+    c, r = tile_grid(height, width, cfg.height, cfg.min_tiles, cfg.max_tiles)
+    return c * r + int(cfg.use_thumbnail and c * r > 1)
+
+
+def tile_image(image: Image.Image, cfg: ImageProcessingConfig) -> list[Image.Image]:
+    """An RGB image -> its tiles (row-major) and the thumbnail, each height x width, uint8."""
+    if not cfg.tiles_images:
+        return [resize_image(image, cfg)]
+    if cfg.height != cfg.width:
+        raise ValueError(f"dynamic tiles need square tiles, got {cfg.height}x{cfg.width}")
+    t = cfg.height
+    w, h = image.size
+    cols, rows = tile_grid(h, w, t, cfg.min_tiles, cfg.max_tiles)
+    grid = image.resize((cols * t, rows * t), RESAMPLE[cfg.resample])
+    tiles = [
+        grid.crop((c * t, r * t, (c + 1) * t, (r + 1) * t))
+        for r in range(rows)
+        for c in range(cols)
+    ]
+    if cfg.use_thumbnail and len(tiles) > 1:
+        tiles.append(image.resize((t, t), RESAMPLE[cfg.resample]))
+    return tiles
+
+
+def process_image_tiles(
+    data: Any,
+    cfg: ImageProcessingConfig,
+    *,
+    rng: np.random.Generator | None = None,
+    source: str = "<memory>",
+    index: int | str = "?",
+) -> np.ndarray:
+    """process_image with dynamic tiles: [n_tiles, H, W, 3] float32 (n_tiles = 1 unless
+    ``cfg.tiles_images``)."""
+    image = decode_image(data, source, index)
+    if cfg.augment is not None and cfg.augment.enabled:
+        if rng is None:
+            raise ValueError("augmentation is enabled but no rng was given")
+        image = augment_image(image, cfg.augment, rng)
+    tiles = tile_image(image, cfg)
+    return np.stack([normalize(np.asarray(t, dtype=np.uint8), cfg) for t in tiles])
 
 
 def example_rng(seed: int, *key: int) -> np.random.Generator:

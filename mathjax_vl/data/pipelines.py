@@ -23,7 +23,10 @@ example (``process``, using this module's tokenize / image helpers), batches exa
 (mathjax_vl.data.batch_keys); every batch is checked against that declaration. Labels follow
 the HF convention: aligned with ``input_ids``, -100 where no loss is taken (prompt, image
 tokens, padding); the loss at position t predicts ``labels[t + 1]``. ``attention_mask`` /
-``image_mask`` / ``*_mask`` are int32, 1 = real.
+``image_mask`` / ``*_mask`` are int32, 1 = real. With dynamic tiles (InternVL,
+``image.resize_mode="dynamic_tiles"``) the M image slots hold tiles: an image of n tiles
+(thumbnail included) is n consecutive slots and a run of ``n * image_token_count`` image tokens;
+a record needing more than M tiles is a "too_long" record naming its tile counts and M.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from mathjax_vl.data.image_processing import (
     AugmentConfig,
     ImageProcessingConfig,
     example_rng,
-    process_image,
+    process_image_tiles,
 )
 from mathjax_vl.data.tokenization import (
     IGNORE_INDEX,
@@ -349,15 +352,22 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
         """A bad-record error naming this source and record."""
         return R.RecordError(self.source_name, index, reason, detail)
 
-    def tokenize(self, turns: Sequence[R.Turn], n_images: int, index: int) -> TokenizedSample:
-        """Chat-templated ids and labels of a conversation with ``n_images`` image runs."""
+    def tokenize(
+        self, turns: Sequence[R.Turn], n_images: int, index: int, tiles: Sequence[int] | None = None
+    ) -> TokenizedSample:
+        """Chat-templated ids and labels of a conversation with ``n_images`` image runs (of
+        ``tiles[k]`` tiles each with dynamic tiles)."""
         messages = [{"role": t.role, "content": t.content} for t in turns]
-        return self.tokenizer.tokenize(messages, n_images, source=self.source_name, index=index)
+        return self.tokenizer.tokenize(
+            messages, n_images, source=self.source_name, index=index, image_tiles=tiles
+        )
 
     def images(
         self, images: Sequence[bytes], index: int, stream_index: int, side: int
-    ) -> np.ndarray:
-        """Encoded images -> [n, H, W, 3] float32 (seeded augmentation per side and image)."""
+    ) -> tuple[np.ndarray, list[int]]:
+        """([n_tiles, H, W, 3] float32, tiles per image), seeded augmentation per side and
+        image; without dynamic tiles an image is one tile. Tiles count against
+        max_images_per_example (the row's compiled image budget)."""
         cfg = self.cfg
         if len(images) > cfg.max_images_per_example:
             raise self.error(
@@ -366,11 +376,24 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
                 f"{len(images)} images > max_images_per_example {cfg.max_images_per_example} "
                 "(the image budget of a row)",
             )
-        out = np.empty((len(images), cfg.image.height, cfg.image.width, 3), np.float32)
+        tiles = []
         for k, data in enumerate(images):
             rng = example_rng(cfg.seed, cfg.process_index, stream_index, side, k)
-            out[k] = process_image(data, cfg.image, rng=rng, source=self.source_name, index=index)
-        return out
+            tiles.append(
+                process_image_tiles(data, cfg.image, rng=rng, source=self.source_name, index=index)
+            )
+        counts = [len(t) for t in tiles]
+        if sum(counts) > cfg.max_images_per_example:
+            raise self.error(
+                index,
+                "too_long",
+                f"{len(images)} image(s) give {sum(counts)} tiles {counts} (max_tiles "
+                f"{cfg.image.max_tiles}, thumbnail {cfg.image.use_thumbnail}) > "
+                f"max_images_per_example {cfg.max_images_per_example} (the compiled image budget "
+                "of a row; each tile is one image slot)",
+            )
+        shape = (0, cfg.image.height, cfg.image.width, 3)
+        return (np.concatenate(tiles) if tiles else np.zeros(shape, np.float32)), counts
 
     def conversation(
         self,
@@ -382,9 +405,14 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
         side: int = 0,
     ) -> dict[str, Any]:
         """{prefix}input_ids [n], {prefix}labels [n], {prefix}pixel_values [k, H, W, 3]."""
-        sample = self.tokenize(turns, len(images), index)
-        # Truncation may drop trailing images: keep the pixels of the images still referenced.
-        pixels = self.images(images[: sample.num_images], index, stream_index, side)
+        if self.cfg.image.tiles_images:  # token counts follow the tiles: images come first
+            pixels, counts = self.images(images, index, stream_index, side)
+            sample = self.tokenize(turns, len(images), index, counts)
+            pixels = pixels[: sum(counts[: sample.num_images])]
+        else:
+            sample = self.tokenize(turns, len(images), index)
+            # Truncation may drop trailing images: keep the pixels of the images still referenced.
+            pixels, _ = self.images(images[: sample.num_images], index, stream_index, side)
         return {
             f"{prefix}input_ids": sample.input_ids,
             f"{prefix}labels": sample.labels,

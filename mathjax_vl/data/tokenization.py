@@ -185,8 +185,12 @@ class ConversationTokenizer:
         *,
         source: str = "<memory>",
         index: int | str = "?",
+        image_tiles: Sequence[int] | None = None,
     ) -> TokenizedSample:
-        """Tokenizes a conversation whose text holds ``num_images`` image placeholders."""
+        """Tokenizes a conversation whose text holds ``num_images`` image placeholders.
+
+        image_tiles: tiles per image (dynamic resolution, InternVL); image k then expands to
+        ``image_tiles[k] * image_token_count`` tokens. None: one tile each."""
         cfg = self.config
         messages = [
             {"role": m["role"], "content": m["content"].replace(IMAGE_PLACEHOLDER, cfg.image_token)}
@@ -220,10 +224,16 @@ class ConversationTokenizer:
                 f"expected {num_images} image tokens after templating, found {n_found}",
             )
         labels = np.where(trained, ids, IGNORE_INDEX)
-        ids, labels = self._expand_images(ids, labels)
-        return self._fit_length(ids, labels, num_images, source, index)
+        runs = self._run_lengths(num_images, image_tiles)
+        ids, labels = self._expand_images(ids, labels, runs)
+        return self._fit_length(ids, labels, runs, source, index)
 
-    def tokenize_prompt(self, messages: Sequence[dict[str, str]], num_images: int) -> np.ndarray:
+    def tokenize_prompt(
+        self,
+        messages: Sequence[dict[str, str]],
+        num_images: int,
+        image_tiles: Sequence[int] | None = None,
+    ) -> np.ndarray:
         """Generation prompt ids (template + assistant header), images expanded; for eval."""
         cfg = self.config
         messages = [
@@ -234,20 +244,33 @@ class ConversationTokenizer:
         ids = np.asarray(self.tokenizer.encode(text, add_special_tokens=False), np.int64)
         if int((ids == self.image_token_id).sum()) != num_images:
             raise ValueError(f"prompt has the wrong number of image tokens (want {num_images})")
-        ids, _ = self._expand_images(ids, np.full_like(ids, IGNORE_INDEX))
+        runs = self._run_lengths(num_images, image_tiles)
+        ids, _ = self._expand_images(ids, np.full_like(ids, IGNORE_INDEX), runs)
         return ids.astype(np.int32)
 
-    def _expand_images(self, ids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        repeats = np.where(ids == self.image_token_id, self.config.image_token_count, 1)
+    def _run_lengths(self, num_images: int, image_tiles: Sequence[int] | None) -> np.ndarray:
+        """Image-token run length of each image, in order: tiles x image_token_count."""
+        tiles = np.ones(num_images, np.int64) if image_tiles is None else np.asarray(image_tiles)
+        if len(tiles) != num_images or (tiles < 1).any():
+            raise ValueError(
+                f"image_tiles {list(tiles)} must give >= 1 tile for {num_images} images"
+            )
+        return tiles.astype(np.int64) * self.config.image_token_count
+
+    def _expand_images(
+        self, ids: np.ndarray, labels: np.ndarray, runs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        repeats = np.ones(len(ids), np.int64)
+        repeats[ids == self.image_token_id] = runs  # the k-th image token -> its run
         return np.repeat(ids, repeats), np.repeat(labels, repeats)
 
     def _fit_length(
-        self, ids: np.ndarray, labels: np.ndarray, num_images: int, source: str, index: int | str
+        self, ids: np.ndarray, labels: np.ndarray, runs: np.ndarray, source: str, index: int | str
     ) -> TokenizedSample:
         cfg = self.config
         n = len(ids)
         if n <= cfg.max_length:
-            return TokenizedSample(ids.astype(np.int32), labels.astype(np.int32), num_images)
+            return TokenizedSample(ids.astype(np.int32), labels.astype(np.int32), len(runs))
         if cfg.too_long == "reject":
             raise RecordError(
                 source,
@@ -256,12 +279,14 @@ class ConversationTokenizer:
                 f"{n} tokens after image expansion > max_length {cfg.max_length}",
             )
         cut = cfg.max_length
-        # Image runs are exactly image_token_count long, so the number of image tokens before the
-        # cut modulo that count is how far the cut reaches into a run: move it back to the start.
+        # The image tokens before the cut say which run it reaches into (runs end at the
+        # cumulative run lengths): move the cut back to the start of that run.
         image_tokens_before = int((ids[:cut] == self.image_token_id).sum())
-        cut -= image_tokens_before % cfg.image_token_count
+        ends = np.cumsum(runs)
+        kept_images = int(np.searchsorted(ends, image_tokens_before, side="right"))
+        inside = image_tokens_before - (int(ends[kept_images - 1]) if kept_images else 0)
+        cut -= inside
         ids, labels = ids[:cut], labels[:cut]
-        kept_images = int((ids == self.image_token_id).sum()) // cfg.image_token_count
         if not (labels != IGNORE_INDEX).any():
             raise RecordError(
                 source,

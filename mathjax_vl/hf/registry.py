@@ -52,6 +52,7 @@ BUILTIN_MODULES = (
     "mathjax_vl.hf.clip",
     "mathjax_vl.hf.sam",
     "mathjax_vl.hf.llava",
+    "mathjax_vl.hf.internvl",
     "mathjax_vl.hf.deepseek_vl",
 )
 

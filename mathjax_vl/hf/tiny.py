@@ -131,3 +131,70 @@ def make_tiny_llava(
                 p.add_(0.1 * torch.randn_like(p))
     model.save_pretrained(path)
     return model
+
+
+INTERNVL_IMAGE_TOKEN_ID = 125
+
+
+def make_tiny_internvl(
+    path: str,
+    text: str = "qwen2",
+    seed: int = 0,
+    image_size: int = 28,
+    patch_size: int = 7,
+    qk_norm: bool = False,
+    norm_type: str = "layer_norm",
+    tie: bool = False,
+    text_overrides: dict[str, Any] | None = None,
+):
+    """Writes a tiny InternVLForConditionalGeneration (InternViT with q/k bias, layer scale;
+    pixel shuffle 0.5; the `text` decoder, a DECODER_FAMILY name) to `path`; returns the torch
+    model (eval). image_size / patch_size 28 / 7: a 4 x 4 patch grid -> 4 tokens per tile."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    vcfg = tf.InternVLVisionConfig(
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+        attention_bias=True,
+        use_qk_norm=qk_norm,
+        norm_type=norm_type,
+    )
+    cfg_cls, _, family_fields = DECODER_FAMILY[text]
+    text_fields = dict(
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=VOCAB,
+        tie_word_embeddings=tie,
+        max_position_embeddings=512,
+    )
+    text_fields.update({"rope_theta": 10000.0, **family_fields})
+    text_fields.update(text_overrides or {})
+    tcfg = getattr(tf, cfg_cls)(**text_fields)
+    grid = image_size // patch_size
+    cfg = tf.InternVLConfig(
+        vision_config=vcfg,
+        text_config=tcfg,
+        image_token_id=INTERNVL_IMAGE_TOKEN_ID,
+        image_seq_length=(grid // 2) ** 2,
+        tie_word_embeddings=tie,
+    )
+    cfg._attn_implementation = "eager"
+    model = tf.InternVLForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # non-trivial biases, norms, layer scales, class token, positions
+        for name, p in model.named_parameters():
+            if name.endswith(("bias", "lambda_1", "lambda_2", "cls_token")) or "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+            if "position_embeddings" in name:
+                p.copy_(0.1 * torch.randn_like(p))
+    model.save_pretrained(path)
+    return model

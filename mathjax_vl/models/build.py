@@ -16,6 +16,7 @@ Unknown kinds are errors listing the registered ones (mathjax_vl.models.registry
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,15 +67,26 @@ def vlm_config(model: Mapping) -> Any:
 
     vision = _plain(model["vision"])
     kind = tower_kind(vision.pop("kind", "siglip"))
-    layer = model.get("vision_feature_layer", -2)
-    return VLMConfig(
+    # the composite's config class (VLMConfig or a subclass, e.g. InternVLConfig); fields a
+    # subclass adds (downsample_ratio) come from the block as they are
+    cls = registry.get(model.get("kind", VLM_KIND)).config_cls
+    base = {f.name for f in dataclasses.fields(VLMConfig)}
+    extra = {f.name: model.get(f.name) for f in dataclasses.fields(cls) if f.name not in base}
+    extra = {k: v for k, v in extra.items() if v is not None}
+    layer = model.get("vision_feature_layer", _default(cls, "vision_feature_layer"))
+    return cls(
         vision=registry.config_from_dict(kind, vision, role="tower"),
         text=decoder_config(model["decoder"]),
         projector=registry.config_from_dict("mlp", _plain(model["projector"]), role="projector"),
         image_token_id=int(model["image_token_id"]),
         vision_feature_layer=layer if isinstance(layer, int) else tuple(layer),
         vision_feature_select_strategy=model.get("vision_feature_select_strategy", "default"),
+        **extra,
     )
+
+
+def _default(cls: type, name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 
 def dual_encoder_config(model: Mapping) -> Any:

@@ -38,6 +38,8 @@ BUILTIN_MODULES = (
     "mathjax_vl.models.sam",
     "mathjax_vl.models.projectors",
     "mathjax_vl.models.vlm",
+    "mathjax_vl.models.internvit",
+    "mathjax_vl.models.internvl",
     "mathjax_vl.models.deepseek_vl",
 )
 

@@ -40,7 +40,7 @@ class CaptionData(P.ObjectiveData):
             truncation=True,
             max_length=ex.cfg.caption_max_length,
         )["input_ids"]
-        pixels = ex.images((record.image,), index, stream_index, 0)[0]
+        pixels = ex.images((record.image,), index, stream_index, 0)[0][0]
         return {"pixel_values": pixels, "caption_ids": np.asarray(ids, np.int32)}
 
     def batch_keys(self, layout):
