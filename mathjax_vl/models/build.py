@@ -10,6 +10,8 @@ The trainer's tasks, evaluation, the run exporter and the CLI all call `model_co
   vision: the tower's fields plus `kind` (siglip | clip, or the registry names siglip_vision /
           clip_vision); projector: ProjectorConfig fields (`kind` mlp | swiglu)
   image_token_id, vision_feature_layer, vision_feature_select_strategy (VLM)
+  kind deepseek_vl_hybrid / deepseek_vl: decoder, vision (SigLIP fields), high_res_vision (SAM
+  fields; hybrid only), image_token_id, low_res_resample (models.deepseek_vl.from_block)
   text, projection_dim, logit_scale_init_value (dual encoder)
 Unknown kinds are errors listing the registered ones (mathjax_vl.models.registry).
 """
@@ -108,6 +110,9 @@ def model_config(model: Mapping) -> Any:
     if kind == DUAL_ENCODER_KIND:
         return dual_encoder_config(model)
     if registry.get(kind).role == "composite":
+        cls = registry.get(kind).config_cls
+        if hasattr(cls, "from_block"):  # a composite with its own block layout (DeepSeek-VL)
+            return cls.from_block(model)
         return vlm_config(model)
     return decoder_config(model.get("decoder", {}), kind)
 
@@ -156,6 +161,9 @@ def train_init_inputs(config: Mapping, cfg: Any) -> tuple[tuple, dict]:
         v = cfg.vision
         pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
         return (pixels, ids, jnp.ones_like(ids)), {}
+    if hasattr(cfg, "image_inputs"):  # composites taking several per-image arrays
+        images = {k: jnp.zeros((1, *s), jnp.float32) for k, s in cfg.image_inputs.items()}
+        return (ids,), images
     if registry.spec_of(cfg).role == "composite":
         v = cfg.vision
         pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)

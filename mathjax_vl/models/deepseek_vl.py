@@ -82,6 +82,35 @@ class DeepseekVLConfig:
             out["high_res_pixel_values"] = (h.image_size, h.image_size, h.num_channels)
         return out
 
+    @classmethod
+    def from_block(cls, model: Any) -> DeepseekVLConfig:
+        """From a train config's `model` block: kind (deepseek_vl_hybrid | deepseek_vl),
+        decoder (with its kind, default llama), vision (SigLIP fields), high_res_vision (SAM
+        fields; the hybrid needs it), image_token_id, optional low_res_resample / dtype /
+        param_dtype (the aligner's and downsampler's)."""
+        from mathjax_vl.models.build import _plain, decoder_config
+
+        kind = registry.get(model["kind"], "composite").kind
+        decoder = _plain(model["decoder"])
+        decoder.setdefault("kind", "llama")
+        vision = _plain(model["vision"])
+        vision.pop("kind", None)
+        high = None
+        if kind == HYBRID:
+            if "high_res_vision" not in model:
+                raise ValueError("model.kind deepseek_vl_hybrid needs model.high_res_vision")
+            high = _plain(model["high_res_vision"])
+            high.pop("kind", None)
+            high = registry.config_from_dict("sam_vision", high)
+        extra = {k: model[k] for k in ("low_res_resample", "dtype", "param_dtype") if k in model}
+        return cls(
+            vision=registry.config_from_dict("siglip_vision", vision),
+            text=decoder_config(decoder),
+            image_token_id=int(model["image_token_id"]),
+            high_res=high,
+            **extra,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["text_kind"] = registry.kind_of(self.text)

@@ -106,6 +106,15 @@ def build(
     kwargs: dict[str, Any] = {}
     vlm = getattr(task, "vlm_cfg", None)
     if vlm is not None:
+        from mathjax_vl.train.tasks.vlm_common import image_inputs
+
+        extra = sorted(set(image_inputs(vlm)) - {"pixel_values"})
+        if extra:  # the hybrid's second view (data.tower_images.preprocess_deepseek)
+            raise ConfigError(
+                f"model.kind {config.model.kind!r} takes per-image inputs {extra} besides "
+                "pixel_values, which data.kind='pipeline' does not produce yet; train it with "
+                "data.kind='synthetic' (docs/notes/deepseek_vl.md)"
+            )
         kwargs["image"] = ImageProcessingConfig.for_tower(vlm.vision)
         image_tokens = vlm.image_seq_length
     else:

@@ -123,6 +123,14 @@ def vision_train_flops(v: Any, images: int) -> float:
 
 
 def vlm_train_flops(cfg: Any, seq_len: int, images: int) -> float:
-    p = cfg.projector
-    proj = 3.0 * 2 * images * cfg.image_seq_length * (p.input_dim * p.inner_dim * 2)
-    return decoder_train_flops(cfg.text, seq_len) + vision_train_flops(cfg.vision, images) + proj
+    """Decoder + towers + projector. A composite without `projector` (DeepSeek-VL) counts its
+    aligner as a two-layer MLP into the text width; SAM's windowed attention is counted as
+    global (an upper bound)."""
+    p = getattr(cfg, "projector", None)
+    d_in, inner = (
+        (p.input_dim, p.inner_dim) if p else (cfg.vision.hidden_size, cfg.text.hidden_size)
+    )
+    proj = 3.0 * 2 * images * cfg.image_seq_length * (d_in * inner * 2)
+    towers = [cfg.vision] + [t for t in (getattr(cfg, "high_res", None),) if t is not None]
+    vision = sum(vision_train_flops(t, images) for t in towers)
+    return decoder_train_flops(cfg.text, seq_len) + vision + proj

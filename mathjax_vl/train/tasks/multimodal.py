@@ -16,6 +16,7 @@ import numpy as np
 
 from mathjax_vl.data import pipelines as P
 from mathjax_vl.data import records as R
+from mathjax_vl.data.batch_keys import BatchKey
 from mathjax_vl.train.tasks import common, vlm_common
 from mathjax_vl.train.tasks.base import Objective, Task
 
@@ -33,6 +34,14 @@ class MultimodalSFTData(P.ObjectiveData):
 
     def collate(self, examples, cfg, pad_token_id):
         return P.collate_rows(examples, "", cfg, pad_token_id)
+
+
+def image_keys(cfg, prefix: str = "") -> dict[str, BatchKey]:
+    """Declarations of the composite's per-image inputs [M, H, W, C] (vlm_common.image_inputs)."""
+    return {
+        prefix + k: BatchKey(("M", *shape), np.float32, 0.0)
+        for k, shape in vlm_common.image_inputs(cfg).items()
+    }
 
 
 class MultimodalSFT(Task):
@@ -55,11 +64,16 @@ class MultimodalSFT(Task):
         size = self.vlm_cfg.vision.image_size
         return {"L": self.seq_len, "M": self.max_images, "H": size, "W": size}
 
+    def batch_keys(self) -> dict[str, BatchKey]:
+        """The objective's keys, with the model's per-image inputs (DeepSeek-VL adds its
+        high-resolution view; synthetic data only, the pipeline adapter refuses it)."""
+        return {**self.data.batch_keys(self.layout), **image_keys(self.vlm_cfg)}
+
     def init(self, rng, batch):
         return self.model.init(
             rng,
             batch["input_ids"],
-            pixel_values=vlm_common.flat_images(batch["pixel_values"], batch["image_mask"]),
+            **vlm_common.model_images(self.vlm_cfg, batch),
             return_logits=False,
         )["params"]
 
@@ -93,11 +107,7 @@ class MultimodalSFT(Task):
             self.vlm_cfg.image_seq_length,
             n_real,
         )
-        row.update(
-            vlm_common.synthetic_images(
-                rng, self.max_images, self.vlm_cfg.vision.image_size, n_real
-            )
-        )
+        row.update(vlm_common.synthetic_model_images(rng, self.vlm_cfg, self.max_images, n_real))
         if self.packed:  # one example per synthetic row
             row["segment_ids"] = row["attention_mask"].copy()
         return row

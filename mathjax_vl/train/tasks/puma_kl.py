@@ -27,7 +27,7 @@ from mathjax_vl.data.batch_keys import BatchKey
 from mathjax_vl.losses.constants import IGNORE_INDEX
 from mathjax_vl.train.tasks import fused_adapter, vlm_common
 from mathjax_vl.train.tasks.base import Objective, Task
-from mathjax_vl.train.tasks.multimodal import MultimodalSFT
+from mathjax_vl.train.tasks.multimodal import MultimodalSFT, image_keys
 
 SIDES = ("weak_", "strong_")
 
@@ -122,6 +122,12 @@ class PumaKL(Task):
     def dims(self) -> dict[str, int]:
         return {**self.base.dims(), "R": self.num_response}
 
+    def batch_keys(self) -> dict[str, BatchKey]:
+        keys = self.data.batch_keys(self.layout)
+        for side in SIDES:  # the model's per-image inputs on each side (see MultimodalSFT)
+            keys.update(image_keys(self.vlm_cfg, side))
+        return keys
+
     def init(self, rng, batch):
         side = {k[len("weak_") :]: v for k, v in batch.items() if k.startswith("weak_")}
         return self.base.init(rng, side)
@@ -196,9 +202,7 @@ class PumaKL(Task):
             row["labels"] = row["labels"].astype(np.int32)
             if self.packed:  # one pair per synthetic row
                 row["segment_ids"] = row["attention_mask"].copy()
-            row.update(
-                vlm_common.synthetic_images(rng, self.max_images, cfg.vision.image_size, n_img)
-            )
+            row.update(vlm_common.synthetic_model_images(rng, cfg, self.max_images, n_img))
             out.update({prefix + k: v for k, v in row.items()})
             starts[prefix] = head
         # position p predicts token p + 1: the r-th response token is predicted at head + r - 1

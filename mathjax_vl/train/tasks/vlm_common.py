@@ -29,11 +29,27 @@ def flat_images(pixel_values: jax.Array, image_mask: jax.Array) -> jax.Array:
     return flat[order]
 
 
+def image_inputs(cfg: Any) -> dict[str, tuple[int, int, int]]:
+    """Per-image arrays the composite takes (batch key -> [H, W, C]): its own `image_inputs`
+    (DeepSeek-VL: pixel_values and high_res_pixel_values), else the tower's pixel_values."""
+    own = getattr(cfg, "image_inputs", None)
+    if own:
+        return dict(own)
+    v = cfg.vision
+    return {"pixel_values": (v.image_size, v.image_size, v.num_channels)}
+
+
+def model_images(cfg: Any, batch: dict, prefix: str = "") -> dict[str, jax.Array]:
+    """The model's flat per-image keyword arguments from a [B, M, ...] batch."""
+    mask = batch[prefix + "image_mask"]
+    return {k: flat_images(batch[prefix + k], mask) for k in image_inputs(cfg)}
+
+
 def vlm_hidden(model, params: Any, batch: dict, prefix: str = "") -> jax.Array:
     out = model.apply(
         {"params": params},
         batch[prefix + "input_ids"],
-        pixel_values=flat_images(batch[prefix + "pixel_values"], batch[prefix + "image_mask"]),
+        **model_images(model.cfg, batch, prefix),
         attention_mask=batch[prefix + "attention_mask"],
         positions=batch.get(prefix + "positions"),
         segment_ids=batch.get(prefix + "segment_ids"),
@@ -76,3 +92,13 @@ def synthetic_images(rng: np.random.Generator, m: int, size: int, n_real: int) -
     img_mask = (np.arange(m) < n_real).astype(np.int32)
     pix = (pix * img_mask[:, None, None, None]).astype(np.float32)  # int32 mask would upcast
     return {"pixel_values": pix, "image_mask": img_mask}
+
+
+def synthetic_model_images(rng: np.random.Generator, cfg: Any, m: int, n_real: int) -> dict:
+    """Random images for every per-image input of `cfg` (see image_inputs) + image_mask."""
+    img_mask = (np.arange(m) < n_real).astype(np.int32)
+    out = {"image_mask": img_mask}
+    for key, shape in image_inputs(cfg).items():
+        pix = rng.standard_normal((m, *shape)).astype(np.float32)
+        out[key] = (pix * img_mask[:, None, None, None]).astype(np.float32)
+    return out
