@@ -140,9 +140,10 @@ def main() -> None:
 
     from mathjax_vl.data import storage
     from mathjax_vl.data.image_processing import ImageProcessingConfig
-    from mathjax_vl.data.pipelines import PipelineConfig, build_pipeline
+    from mathjax_vl.data.pipelines import PipelineConfig
     from mathjax_vl.data.tokenization import TokenizationConfig
     from mathjax_vl.data.tokenizer_train import record_texts, train_tokenizer
+    from mathjax_vl.train.tasks import build_pipeline
 
     tmp = tempfile.mkdtemp(prefix="bench_input_")
     objective = {"mm": "multimodal_sft", "pairs": "puma_pair", "text": "text_sft"}
@@ -197,9 +198,10 @@ def vs_train_step(args: argparse.Namespace) -> None:
 
     from mathjax_vl.data import storage
     from mathjax_vl.data.image_processing import ImageProcessingConfig
-    from mathjax_vl.data.pipelines import PipelineConfig, build_pipeline
+    from mathjax_vl.data.pipelines import PipelineConfig
     from mathjax_vl.data.tokenization import TokenizationConfig
     from mathjax_vl.data.tokenizer_train import record_texts, train_tokenizer
+    from mathjax_vl.train.tasks import build_pipeline
 
     s = tt.FULL
     step = tt.bench_ours(s, tt.make_batch(s))

@@ -118,8 +118,9 @@ def fraction(setting: Setting, layout: str, data: Path, tok: str, epochs: int, w
     from mathjax_vl.data import storage
     from mathjax_vl.data.bad_records import BadRecordConfig
     from mathjax_vl.data.image_processing import ImageProcessingConfig
-    from mathjax_vl.data.pipelines import PipelineConfig, build_pipeline
+    from mathjax_vl.data.pipelines import PipelineConfig
     from mathjax_vl.data.tokenization import TokenizationConfig
+    from mathjax_vl.train.tasks import build_pipeline
 
     src = storage.open_source(str(data / setting.recipe / "1.0.0"), "train")
     cfg = PipelineConfig(

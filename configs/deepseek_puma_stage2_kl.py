@@ -8,7 +8,7 @@ docs/notes/deepseek_vl.md), the LLM from stage 1:
 
     mathjax-vl import-hf /models/deepseek-vl-7b-chat /ckpt/dsvl7b
     mathjax-vl train --config configs/deepseek_puma_stage2_kl.py:7b --workdir /runs/dsp2 \
-        --config.data.dataset=/data/puma_pairs/1.0.0 \
+        --config.data.dataset=/data/puma_kl/1.0.0 \
         --config.data.tokenizer_dir=/models/deepseek-vl-7b-chat \
         --config.init.checkpoint=/ckpt/dsvl7b
     mathjax-vl compile --config configs/deepseek_puma_stage2_kl.py:7b --mesh data=1,fsdp=8,tensor=1
@@ -25,7 +25,7 @@ def get_config(arg: str = "7b"):
     c = base_config()
     c.task.name = "puma_kl"
     deepseek_presets.deepseek_vlm(c, size)
-    presets.data_defaults(c, size, "puma_pair")
+    presets.data_defaults(c, size)
     c.data.response_len = 384 if size == "tiny" else 512
     c.loss.update(alpha=0.2, lam=0.1, tau=1.0, normalization="token_mean", strong_grad=False)
     c.optim.trainable = list(TRAINABLE)

@@ -2,7 +2,7 @@
 (LR 3e-5, batch 256). Arg: SIZE `7b` (default) or `tiny`.
 
     mathjax-vl train --config configs/deepseek_puma_stage3_instruct.py:7b --workdir /runs/dsp3 \
-        --config.data.dataset=/data/instruct/1.0.0 \
+        --config.data.dataset=/data/multimodal_sft/1.0.0 \
         --config.data.tokenizer_dir=/models/deepseek-vl-7b-chat \
         --config.init.checkpoint=/runs/dsp2/checkpoints
     mathjax-vl compile --config configs/deepseek_puma_stage3_instruct.py:7b \
@@ -16,9 +16,9 @@ from mathjax_vl.train.config_base import base_config
 def get_config(arg: str = "7b"):
     size = arg or "7b"
     c = base_config()
-    c.task.name = "sft"
+    c.task.name = "multimodal_sft"
     deepseek_presets.deepseek_vlm(c, size)
-    presets.data_defaults(c, size, "multimodal_sft")
+    presets.data_defaults(c, size)
     c.optim.trainable = [".*"]
     c.train.global_batch_size = 8 if size == "tiny" else 256
     c.train.num_steps = 100 if size == "tiny" else 4000

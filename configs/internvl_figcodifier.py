@@ -2,9 +2,9 @@
 it), trained on image-code pairs; the model-in-the-loop step then grows the data.
 Arg: SIZE `8b` (default), `2b`, `tiny`.
 
-    mathjax-vl datagen --recipe image_code --n 500000 --workers 64 --out /data
+    mathjax-vl datagen --recipe image_to_code --n 500000 --workers 64 --out /data
     mathjax-vl train --config configs/internvl_figcodifier.py:8b --workdir /runs/figcodifier8b \
-        --config.data.dataset=/data/image_code/1.0.0 --config.data.tokenizer_dir=/models/InternVL2-8B \
+        --config.data.dataset=/data/image_to_code/1.0.0 --config.data.tokenizer_dir=/models/InternVL2-8B \
         --config.init.hf_dir=/models/InternVL2-8B
 """
 
@@ -16,7 +16,7 @@ def get_config(arg: str = "8b"):
     size = arg or "8b"
     c = base_config()
     c.task.name = "image_to_code"
-    presets.data_defaults(c, size, "image_code", seq_len=4096)
+    presets.data_defaults(c, size, seq_len=4096)
     internvl_presets.internvl(c, size)
     c.optim.trainable = [".*"]
     c.train.global_batch_size = 8 if size == "tiny" else 256

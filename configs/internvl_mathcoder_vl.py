@@ -15,7 +15,7 @@ An InternVL2 checkpoint in the released layout imports directly (mathjax_vl.hf.i
 from mathjax_vl.recipes import internvl_presets, presets
 from mathjax_vl.train.config_base import base_config
 
-STAGES = {"alignment": ("image_to_code", "image_code"), "instruct": ("sft", "multimodal_sft")}
+STAGES = {"alignment": "image_to_code", "instruct": "multimodal_sft"}  # stage -> objective
 
 
 def get_config(arg: str = "2b"):
@@ -23,10 +23,9 @@ def get_config(arg: str = "2b"):
     stage = stage or "alignment"
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGES)}")
-    task, objective = STAGES[stage]
     c = base_config()
-    c.task.name = task
-    presets.data_defaults(c, size, objective, seq_len=4096)
+    c.task.name = STAGES[stage]
+    presets.data_defaults(c, size, seq_len=4096)
     internvl_presets.internvl(c, size)
     c.optim.trainable = [".*"]
     c.train.global_batch_size = 8 if size == "tiny" else (512 if stage == "alignment" else 256)

@@ -16,7 +16,7 @@ def get_config(arg: str = "1.5b"):
     c = base_config()
     c.task.name = "image_to_code"
     presets.vlm(c, size, presets.siglip_so400m(size), "mlp", llm=llm)
-    presets.data_defaults(c, size, "image_code", seq_len=4096)
+    presets.data_defaults(c, size, seq_len=4096)
     c.optim.trainable = [".*"]
     c.train.global_batch_size = 8 if size == "tiny" else 512
     c.train.num_steps = 100 if size == "tiny" else 4000

@@ -3,9 +3,9 @@ diagram-caption pairs (MAVIS: 558K pairs). A CLIP ViT-L/14 dual encoder (`--conf
 =siglip` for the sigmoid loss). Arg: `large` (default) or `tiny`.
 
     mathjax-vl import-hf /models/clip-vit-large-patch14-336 /ckpt/clip_l14
-    mathjax-vl datagen --recipe captions --n 558000 --workers 64 --out /data
+    mathjax-vl datagen --recipe contrastive --n 558000 --workers 64 --out /data
     mathjax-vl train --config configs/mavis_clip_math.py --workdir /runs/clip_math \
-        --config.data.dataset=/data/captions/1.0.0 --config.data.tokenizer_dir=/models/clip-vit-large-patch14-336 \
+        --config.data.dataset=/data/contrastive/1.0.0 --config.data.tokenizer_dir=/models/clip-vit-large-patch14-336 \
         --config.init.hf_dir=/models/clip-vit-large-patch14-336
 """
 
@@ -25,7 +25,7 @@ def get_config(arg: str = "large"):
     c.model.vision = ml_collections.ConfigDict(vision)
     c.model.text = ml_collections.ConfigDict(presets.clip_text(size))
     c.model.projection_dim = 32 if size == "tiny" else 768
-    presets.data_defaults(c, "tiny" if size == "tiny" else "1.5b", "image_caption")
+    presets.data_defaults(c, "tiny" if size == "tiny" else "1.5b")
     c.data.caption_len = c.model.text.max_position_embeddings
     c.loss.contrastive = "clip"
     c.train.global_batch_size = 8 if size == "tiny" else 4096

@@ -1,9 +1,9 @@
 """MAVIS stage 3: chain-of-thought instruction tuning (MAVIS-Instruct-style problems with CoT
-rationales from `mathjax-vl datagen --recipe instruct`), the whole VLM trained.
+rationales from `mathjax-vl datagen --recipe multimodal_sft`), the whole VLM trained.
 Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
     mathjax-vl train --config configs/mavis_cot_instruct.py:1.5b --workdir /runs/mavis3 \
-        --config.data.dataset=/data/instruct/1.0.0 --config.data.tokenizer_dir=/models/Qwen2-1.5B-Instruct \
+        --config.data.dataset=/data/multimodal_sft/1.0.0 --config.data.tokenizer_dir=/models/Qwen2-1.5B-Instruct \
         --config.init.checkpoint=/runs/mavis2/checkpoints
 """
 
@@ -14,9 +14,9 @@ from mathjax_vl.train.config_base import base_config
 def get_config(arg: str = "1.5b"):
     size, llm = presets.parse_arg(arg)
     c = base_config()
-    c.task.name = "sft"
+    c.task.name = "multimodal_sft"
     presets.vlm(c, size, presets.clip_vit_l14(size), "mlp", llm=llm)
-    presets.data_defaults(c, size, "multimodal_sft")
+    presets.data_defaults(c, size)
     c.optim.trainable = [".*"]
     c.train.global_batch_size = 8 if size == "tiny" else 256
     c.train.num_steps = 100 if size == "tiny" else 4000

@@ -19,9 +19,9 @@ from mathjax_vl.train.config_base import base_config
 def get_config(arg: str = "1.5b"):
     size, llm = presets.parse_arg(arg)
     c = base_config()
-    c.task.name = "sft"
+    c.task.name = "multimodal_sft"
     presets.vlm(c, size, presets.clip_vit_l14(size), "mlp", llm=llm)
-    presets.data_defaults(c, size, "multimodal_sft")
+    presets.data_defaults(c, size)
     c.optim.trainable = ["^multi_modal_projector/"]
     c.train.global_batch_size = 8 if size == "tiny" else 256
     c.train.num_steps = 100 if size == "tiny" else 2000

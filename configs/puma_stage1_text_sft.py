@@ -20,10 +20,10 @@ from mathjax_vl.train.config_base import base_config
 def get_config(arg: str = "1.5b"):
     size, llm = presets.parse_arg(arg)
     c = base_config()
-    c.task.name = "sft"
+    c.task.name = "text_sft"
     c.model.kind = llm
     c.model.decoder = ml_collections.ConfigDict(presets.decoder(llm, size))
-    presets.data_defaults(c, size, "text_sft")
+    presets.data_defaults(c, size)
     c.train.global_batch_size = 8 if size == "tiny" else 256
     c.train.num_steps = 100 if size == "tiny" else 2000
     c.optim.update(learning_rate=3e-5, warmup_ratio=0.02, weight_decay=0.1)

@@ -7,9 +7,9 @@ tau 1, lambda 0.1 (the released code used alpha 0.5: --config.loss.alpha=0.5), f
 the pretrained SigLIP-so400m (a SiglipModel dir: its vision half) and a fresh aligner
 (docs/notes/stage_init.md). Arg: `SIZE[,LLM]`: SIZE `1.5b` (default), `7b`, `tiny`; LLM any registered decoder (qwen2 default).
 
-    mathjax-vl datagen --recipe puma_pairs --n 120000 --workers 64 --out /data
+    mathjax-vl datagen --recipe puma_kl --n 120000 --workers 64 --out /data
     mathjax-vl train --config configs/puma_stage2_kl.py:1.5b --workdir /runs/puma2 \
-        --config.data.dataset=/data/puma_pairs/1.0.0 --config.data.tokenizer_dir=/models/Qwen2-1.5B-Instruct \
+        --config.data.dataset=/data/puma_kl/1.0.0 --config.data.tokenizer_dir=/models/Qwen2-1.5B-Instruct \
         --config.init.sources='[{"path": "/runs/puma1", "into": "language_model"},
             {"path": "/models/siglip-so400m-patch14-384", "take": "vision_model",
              "into": "vision_tower"}]' \
@@ -26,7 +26,7 @@ def get_config(arg: str = "1.5b"):
     c = base_config()
     c.task.name = "puma_kl"
     presets.vlm(c, size, presets.siglip_so400m(size), "swiglu", llm=llm)
-    presets.data_defaults(c, size, "puma_pair")
+    presets.data_defaults(c, size)
     c.data.response_len = 384 if size == "tiny" else 512
     c.loss.update(alpha=0.2, lam=0.1, tau=1.0, normalization="token_mean", strong_grad=False)
     c.optim.trainable = ["^vision_tower/", "^multi_modal_projector/"]

@@ -10,7 +10,7 @@ from mathjax_vl.train.config_base import base_config, tiny_vlm
 
 def get_config(arg: str = ""):
     c = base_config()
-    c.task.name = "sft"
+    c.task.name = "multimodal_sft"
     tiny_vlm(c)
     c.data.seq_len = 48
     c.data.max_images = 2

@@ -9,7 +9,7 @@ from mathjax_vl.train.config_base import base_config, tiny_decoder
 
 def get_config(arg: str = ""):
     c = base_config()
-    c.task.name = "sft"
+    c.task.name = "text_sft"
     c.model.kind = "qwen2"
     c.model.decoder.update(tiny_decoder())
     c.loss.impl = "naive"

@@ -16,40 +16,22 @@ it, in the main process, and their state is in the iterator's ``get_state()`` (J
 dict, what the trainer's orbax checkpoint stores via grain's handler). Augmentation randomness is
 drawn from ``(seed, process_index, stream index, image index)``.
 
-Batch keys (B = batch_size per process, L = a length bucket, M = max_images_per_example,
-H x W = image size, R = a response-length bucket). Labels follow the HF convention: aligned with
-``input_ids``, -100 where no loss is taken (prompt, image tokens, padding); the loss at position t
-predicts ``labels[t + 1]``. ``attention_mask`` / ``image_mask`` / ``*_mask`` are int32, 1 = real.
-
-- ``text_sft`` (packed; L = tokenization.max_length, fixed):
-  input_ids [B, L] int32, labels [B, L] int32, attention_mask [B, L] int32,
-  segment_ids [B, L] int32 (1, 2, ... per packed conversation, 0 = padding),
-  positions [B, L] int32 (restart at 0 in each segment).
-- ``multimodal_sft`` and ``image_code`` (right-padded to the smallest length bucket):
-  input_ids [B, L] int32 (each image is a run of ``image_token_count`` image-token ids, images in
-  order), labels [B, L] int32, attention_mask [B, L] int32, positions [B, L] int32 (arange),
-  pixel_values [B, M, H, W, 3] float32 (normalised; zeros for missing images),
-  image_mask [B, M] int32. With dynamic tiles (InternVL, ``image.resize_mode="dynamic_tiles"``)
-  the M slots hold tiles: an image of n tiles (thumbnail included) is n consecutive slots and a
-  run of ``n * image_token_count`` image tokens; a record needing more than M tiles is a
-  "too_long" record whose message names its tile counts and M.
-- ``multimodal_sft`` / ``image_code`` / ``puma_pair`` with ``layout="packing"``: the same keys
-  at L = tokenization.max_length, several examples per row, plus ``segment_ids`` [B, L] int32
-  (per side for pairs); ``positions`` restart at 0 per segment; M is the image budget per row
-  (images in segment order); pairs are packed in lockstep and their response arrays [B, R] hold
-  every pair of the row, positions shifted into the packed rows (mathjax_vl.data.packing).
-- ``puma_pair``: the keys above for each side with prefixes ``weak_`` (vision-rich, trained) and
-  ``strong_`` (text-rich, the target) (each side padded to its own bucket), plus
-  weak_response_positions [B, R] int32 and strong_response_positions [B, R] int32: logit positions
-  whose next token is the r-th response token, so ``hidden_weak[b, weak_response_positions[b, r]]``
-  and ``hidden_strong[b, strong_response_positions[b, r]]`` predict the same token
-  ``response_labels[b, r]`` [B, R] int32; response_mask [B, R] int32 (padding rows point at 0).
-- ``image_caption`` (CLIP-Math): pixel_values [B, H, W, 3] float32, caption_ids [B, C] int32
-  (tokenizer's own special tokens, truncated to C = caption_max_length), caption_mask [B, C] int32.
+The objective is an ``ObjectiveData`` (declared in its objective module,
+mathjax_vl.train.tasks.<name>): it says which record types it takes, turns one record into an
+example (``process``, using this module's tokenize / image helpers), batches examples
+(``collate``, or packing) and declares every batch key with its shape, dtype and pad value
+(mathjax_vl.data.batch_keys); every batch is checked against that declaration. Labels follow
+the HF convention: aligned with ``input_ids``, -100 where no loss is taken (prompt, image
+tokens, padding); the loss at position t predicts ``labels[t + 1]``. ``attention_mask`` /
+``image_mask`` / ``*_mask`` are int32, 1 = real. With dynamic tiles (InternVL,
+``image.resize_mode="dynamic_tiles"``) the M image slots hold tiles: an image of n tiles
+(thumbnail included) is n consecutive slots and a run of ``n * image_token_count`` image tokens;
+a record needing more than M tiles is a "too_long" record naming its tile counts and M.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
@@ -61,6 +43,7 @@ import numpy as np
 from mathjax_vl.data import bad_records as br
 from mathjax_vl.data import packing
 from mathjax_vl.data import records as R
+from mathjax_vl.data.batch_keys import ARANGE, BatchKey, check_keys
 from mathjax_vl.data.image_processing import (
     AugmentConfig,
     ImageProcessingConfig,
@@ -72,17 +55,7 @@ from mathjax_vl.data.tokenization import (
     ConversationTokenizer,
     TokenizationConfig,
     TokenizedSample,
-    load_tokenizer,
 )
-
-OBJECTIVES = ("text_sft", "multimodal_sft", "puma_pair", "image_caption", "image_code")
-
-# MathCoder-VL's image-to-code prompts (REFERENCE.md section 3).
-CODE_PROMPTS = {
-    "python": "Please provide the Python code needed to reproduce this image.",
-    "tikz": "Please generate the corresponding TikZ code that accurately represents the visual "
-    "elements in the image.",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +63,8 @@ class PipelineConfig:
     """All knobs of an input pipeline.
 
     Attributes:
-      objective: one of OBJECTIVES.
+      objective: the objective's name (mathjax_vl.train.tasks lists them; the ObjectiveData
+        handed to build_pipeline must carry this name).
       batch_size: rows per batch on this process (global batch / process_count).
       seed: shuffle, packing and augmentation seed.
       shuffle: seeded global shuffle of the record order (reshuffled each epoch).
@@ -120,7 +94,7 @@ class PipelineConfig:
       caption_max_length: C for image_caption.
     """
 
-    objective: Literal["text_sft", "multimodal_sft", "puma_pair", "image_caption", "image_code"]
+    objective: str
     batch_size: int
     seed: int = 0
     shuffle: bool = True
@@ -145,8 +119,8 @@ class PipelineConfig:
     packing_window: int = 64
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if not self.objective:
+            raise ValueError("objective must name an objective (e.g. 'multimodal_sft')")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.process_index < self.process_count:
@@ -162,8 +136,6 @@ class PipelineConfig:
             raise ValueError("max_images_per_example must be >= 1")
         if self.layout not in ("bucketed", "packing"):
             raise ValueError(f"layout must be 'bucketed' or 'packing', got {self.layout!r}")
-        if self.layout == "packing" and self.objective == "image_caption":
-            raise ValueError("layout='packing' does not apply to image_caption (no token rows)")
 
     @property
     def buckets(self) -> tuple[int, ...]:
@@ -218,6 +190,92 @@ def _check_keys(cls: type, d: Mapping[str, Any], where: str) -> None:
         )
 
 
+# ------------------------------------------------------------------ the objective's data half
+
+
+class ObjectiveData(abc.ABC):
+    """What an objective needs from the input pipeline, declared in its objective module.
+
+    Subclasses set ``name`` (the objective's one name), ``record_types`` and implement
+    ``process``, ``batch_keys`` and ``collate``. Instances are pickled into Grain workers, so
+    they hold no model or device state.
+    """
+
+    name: str = ""
+    record_types: tuple[type, ...] = ()
+    # row layouts this objective's examples support ("packing": several whole examples per row)
+    layouts: tuple[str, ...] = ("bucketed",)
+    pack_sides: tuple[str, ...] = ("",)  # key prefixes packed in lockstep (layout="packing")
+    pack_response: bool = False  # pairs: aligned response arrays packed with the sides
+
+    @abc.abstractmethod
+    def process(
+        self, ex: ExampleProcessor, record: Any, index: int, stream_index: int
+    ) -> dict[str, Any]:
+        """One record (already of one of ``record_types``) -> one example dict (no batch axis);
+        raise ``records.RecordError`` for a record the objective cannot use."""
+
+    @abc.abstractmethod
+    def batch_keys(self, layout: str) -> dict[str, BatchKey]:
+        """Every key of a batch in ``layout`` with its shape after the batch axis (symbols: L
+        tokens, M image slots, H/W image size, R response slots, C caption tokens), dtype and pad
+        value. The pipeline checks each batch against it; the trainer pads and compiles from it."""
+
+    @abc.abstractmethod
+    def collate(
+        self, examples: Sequence[dict[str, Any]], cfg: PipelineConfig, pad_token_id: int
+    ) -> dict[str, np.ndarray]:
+        """Examples -> one padded batch (layout="bucketed")."""
+
+    def resolve_layout(self, requested: str) -> str:
+        """The layout this objective's pipeline will produce for a requested one."""
+        if requested not in self.layouts:
+            raise ValueError(
+                f"objective {self.name!r} supports layouts {list(self.layouts)}, not {requested!r}"
+            )
+        return requested
+
+    def pad_token_id(self, ex: ExampleProcessor) -> int:
+        return ex.tokenizer.pad_token_id
+
+    def batch(
+        self, it: grain.IterDataset, cfg: PipelineConfig, pad_token_id: int
+    ) -> tuple[grain.IterDataset, packing.PackExamplesIterDataset | None]:
+        """Examples -> batches: whole-example packing (layout="packing") or ``collate``."""
+        if self.resolve_layout(cfg.layout) == "packing":
+            spec = packing.PackSpec(
+                sides=self.pack_sides,
+                seq_len=cfg.tokenization.max_length,
+                max_images=cfg.max_images_per_example,
+                image_shape=(cfg.image.height, cfg.image.width, 3),
+                pad_token_id=pad_token_id,
+                response_len=cfg.r_buckets[-1] if self.pack_response else 0,
+            )
+            packer = packing.PackExamplesIterDataset(it, spec, cfg.packing_window)
+            return packer.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder), packer
+        collate = _Collate(self, cfg, pad_token_id)
+        return it.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder, batch_fn=collate), None
+
+
+class _Collate:
+    def __init__(self, objective: ObjectiveData, cfg: PipelineConfig, pad_token_id: int) -> None:
+        self.objective, self.cfg, self.pad_token_id = objective, cfg, pad_token_id
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+        return self.objective.collate(examples, self.cfg, self.pad_token_id)
+
+
+class _CheckKeys(grain.transforms.Map):
+    """Every batch holds exactly the declared keys (an error names the key and the objective)."""
+
+    def __init__(self, objective: str, declared: Sequence[str]) -> None:
+        self.objective, self.declared = objective, tuple(declared)
+
+    def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_keys(self.objective, self.declared, batch, "pipeline batch")
+        return batch
+
+
 # ------------------------------------------------------------------ per-example work (workers)
 
 _INIT_LOCK = threading.Lock()
@@ -233,13 +291,22 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
     """(stream index, record index) -> example dict, or a bad-record marker.
 
     Reads the record itself (so a record that fails validation at read time is handled by the
-    bad-record policy too) and is picklable: the source and tokenizer reopen in each worker.
+    bad-record policy too), checks its type against the objective's and hands it to
+    ``objective.process``, which uses the helpers below. Picklable: the source and tokenizer
+    reopen in each worker.
     """
 
-    def __init__(self, source: Sequence[Any], cfg: PipelineConfig, tokenizer_dir: str) -> None:
+    def __init__(
+        self,
+        source: Sequence[Any],
+        cfg: PipelineConfig,
+        tokenizer_dir: str,
+        objective: ObjectiveData,
+    ) -> None:
         self.source = source
         self.cfg = cfg
         self.tokenizer_dir = str(tokenizer_dir)
+        self.objective = objective
         self.source_name = _source_name(source)
         self._tokenizer: ConversationTokenizer | None = None
 
@@ -268,60 +335,42 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
         except R.RecordError as err:
             return br.make_marker(err)
 
-    # Objectives ------------------------------------------------------------------------
-
     def process(self, record: Any, index: int, stream_index: int) -> dict[str, Any]:
-        objective = self.cfg.objective
-        expected = {
-            "text_sft": (R.TextConversation, R.MultimodalConversation),
-            "multimodal_sft": (R.MultimodalConversation, R.TextConversation),
-            "puma_pair": (R.PumaPair,),
-            "image_caption": (R.ImageCaption,),
-            "image_code": (R.ImageCode,),
-        }[objective]
+        expected = self.objective.record_types
         if not isinstance(record, expected):
-            raise R.RecordError(
-                self.source_name,
+            raise self.error(
                 index,
                 "bad_value",
-                f"objective {objective!r} expects {[t.kind for t in expected]}, found "
+                f"objective {self.objective.name!r} expects {[t.kind for t in expected]}, found "
                 f"{type(record).__name__}",
             )
-        if objective == "text_sft":
-            if getattr(record, "images", ()):
-                raise R.RecordError(
-                    self.source_name, index, "bad_value", "text_sft got a record with images"
-                )
-            sample = self._tokenize(record.turns, 0, index)
-            return {"input_ids": sample.input_ids, "labels": sample.labels}
-        if objective == "multimodal_sft":
-            images = getattr(record, "images", ())
-            return self._conversation(record.turns, images, index, stream_index, "")
-        if objective == "image_code":
-            prompt = f"{R.IMAGE_PLACEHOLDER}\n{CODE_PROMPTS[record.language]}"
-            turns = (R.Turn("user", prompt), R.Turn("assistant", record.code))
-            return self._conversation(turns, (record.image,), index, stream_index, "")
-        if objective == "puma_pair":
-            return self._pair(record, index, stream_index)
-        return self._caption(record, index, stream_index)
+        return self.objective.process(self, record, index, stream_index)
 
-    def _tokenize(
+    # Helpers for ObjectiveData.process ----------------------------------------------------
+
+    def error(self, index: int, reason: str, detail: str) -> R.RecordError:
+        """A bad-record error naming this source and record."""
+        return R.RecordError(self.source_name, index, reason, detail)
+
+    def tokenize(
         self, turns: Sequence[R.Turn], n_images: int, index: int, tiles: Sequence[int] | None = None
     ) -> TokenizedSample:
+        """Chat-templated ids and labels of a conversation with ``n_images`` image runs (of
+        ``tiles[k]`` tiles each with dynamic tiles)."""
         messages = [{"role": t.role, "content": t.content} for t in turns]
         return self.tokenizer.tokenize(
             messages, n_images, source=self.source_name, index=index, image_tiles=tiles
         )
 
-    def _images(
+    def images(
         self, images: Sequence[bytes], index: int, stream_index: int, side: int
     ) -> tuple[np.ndarray, list[int]]:
-        """([n_tiles, H, W, 3] float32, tiles per image); without dynamic tiles an image is one
-        tile. Tiles count against max_images_per_example (the row's compiled image budget)."""
+        """([n_tiles, H, W, 3] float32, tiles per image), seeded augmentation per side and
+        image; without dynamic tiles an image is one tile. Tiles count against
+        max_images_per_example (the row's compiled image budget)."""
         cfg = self.cfg
         if len(images) > cfg.max_images_per_example:
-            raise R.RecordError(
-                self.source_name,
+            raise self.error(
                 index,
                 "too_long",
                 f"{len(images)} images > max_images_per_example {cfg.max_images_per_example} "
@@ -335,8 +384,7 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
             )
         counts = [len(t) for t in tiles]
         if sum(counts) > cfg.max_images_per_example:
-            raise R.RecordError(
-                self.source_name,
+            raise self.error(
                 index,
                 "too_long",
                 f"{len(images)} image(s) give {sum(counts)} tiles {counts} (max_tiles "
@@ -347,150 +395,79 @@ class ExampleProcessor(grain.transforms.MapWithIndex):
         shape = (0, cfg.image.height, cfg.image.width, 3)
         return (np.concatenate(tiles) if tiles else np.zeros(shape, np.float32)), counts
 
-    def _conversation(
+    def conversation(
         self,
         turns: Sequence[R.Turn],
         images: Sequence[bytes],
         index: int,
         stream_index: int,
-        prefix: str,
+        prefix: str = "",
         side: int = 0,
     ) -> dict[str, Any]:
-        tiled = self.cfg.image.tiles_images
-        if tiled:  # token counts follow the tiles, so the images come first
-            pixels, counts = self._images(images, index, stream_index, side)
-            sample = self._tokenize(turns, len(images), index, counts)
+        """{prefix}input_ids [n], {prefix}labels [n], {prefix}pixel_values [k, H, W, 3]."""
+        if self.cfg.image.tiles_images:  # token counts follow the tiles: images come first
+            pixels, counts = self.images(images, index, stream_index, side)
+            sample = self.tokenize(turns, len(images), index, counts)
             pixels = pixels[: sum(counts[: sample.num_images])]
         else:
-            sample = self._tokenize(turns, len(images), index)
+            sample = self.tokenize(turns, len(images), index)
             # Truncation may drop trailing images: keep the pixels of the images still referenced.
-            pixels, _ = self._images(images[: sample.num_images], index, stream_index, side)
+            pixels, _ = self.images(images[: sample.num_images], index, stream_index, side)
         return {
             f"{prefix}input_ids": sample.input_ids,
             f"{prefix}labels": sample.labels,
             f"{prefix}pixel_values": pixels,
         }
 
-    def _pair(self, pair: R.PumaPair, index: int, stream_index: int) -> dict[str, Any]:
-        out = {}
-        for side_id, (prefix, side) in enumerate(
-            (("weak_", "vision_rich"), ("strong_", "text_rich"))
-        ):
-            conv = pair.side_conversation(side)
-            out.update(
-                self._conversation(conv.turns, conv.images, index, stream_index, prefix, side_id)
-            )
-        weak_labels, strong_labels = out["weak_labels"], out["strong_labels"]
-        weak_pos = np.flatnonzero(weak_labels[1:] != IGNORE_INDEX).astype(np.int32)
-        strong_pos = np.flatnonzero(strong_labels[1:] != IGNORE_INDEX).astype(np.int32)
-        weak_tokens = weak_labels[weak_pos + 1]
-        strong_tokens = strong_labels[strong_pos + 1]
-        n = min(len(weak_pos), len(strong_pos))  # truncation may shorten one side's response
-        if not np.array_equal(weak_tokens[:n], strong_tokens[:n]) or (
-            len(weak_pos) != len(strong_pos) and self.cfg.tokenization.too_long != "truncate"
-        ):
-            raise R.RecordError(
-                self.source_name,
-                index,
-                "pair_mismatch",
-                f"the two sides' response tokens differ ({len(weak_pos)} vs {len(strong_pos)} "
-                "tokens): positions cannot be aligned",
-            )
-        if n == 0:
-            raise R.RecordError(self.source_name, index, "too_long", "no aligned response left")
-        if n > self.cfg.r_buckets[-1]:
-            raise R.RecordError(
-                self.source_name,
-                index,
-                "too_long",
-                f"response of {n} tokens > largest response bucket {self.cfg.r_buckets[-1]}",
-            )
-        out["weak_response_positions"] = weak_pos[:n]
-        out["strong_response_positions"] = strong_pos[:n]
-        out["response_labels"] = weak_tokens[:n].astype(np.int32)
-        return out
-
-    def _caption(self, rec: R.ImageCaption, index: int, stream_index: int) -> dict[str, Any]:
-        tok = load_tokenizer(self.tokenizer_dir)
-        ids = tok(
-            rec.caption,
-            add_special_tokens=True,
-            truncation=True,
-            max_length=self.cfg.caption_max_length,
-        )["input_ids"]
-        pixels = self._images((rec.image,), index, stream_index, 0)[0][0]
-        return {"pixel_values": pixels, "caption_ids": np.asarray(ids, np.int32)}
-
 
 # ------------------------------------------------------------------ batching (main process)
 
 
-class Collate:
-    """Pads a list of examples into one batch dict (see the module docstring for keys)."""
+def collate_rows(
+    examples: Sequence[dict[str, Any]], prefix: str, cfg: PipelineConfig, pad_token_id: int
+) -> dict[str, np.ndarray]:
+    """Token rows (+ images) of one side, right-padded to the smallest length bucket:
+    input_ids / labels / attention_mask / positions [B, L] int32, pixel_values
+    [B, M, H, W, 3] float32 (zeros for missing images), image_mask [B, M] int32."""
+    ids = [e[f"{prefix}input_ids"] for e in examples]
+    length = packing.bucket_length(max(len(x) for x in ids), cfg.buckets)
+    b, m = len(examples), cfg.max_images_per_example
+    pixels = np.zeros((b, m, cfg.image.height, cfg.image.width, 3), np.float32)
+    image_mask = np.zeros((b, m), np.int32)
+    for i, e in enumerate(examples):
+        p = e[f"{prefix}pixel_values"]  # [n_i, H, W, 3]
+        pixels[i, : len(p)] = p
+        image_mask[i, : len(p)] = 1
+    return {
+        f"{prefix}input_ids": packing.pad_1d(ids, length, pad_token_id),
+        f"{prefix}labels": packing.pad_1d(
+            [e[f"{prefix}labels"] for e in examples], length, IGNORE_INDEX
+        ),
+        f"{prefix}attention_mask": packing.pad_1d(
+            [np.ones(len(x), np.int32) for x in ids], length, 0
+        ),
+        f"{prefix}positions": np.broadcast_to(
+            np.arange(length, dtype=np.int32), (b, length)
+        ).copy(),
+        f"{prefix}pixel_values": pixels,
+        f"{prefix}image_mask": image_mask,
+    }
 
-    def __init__(self, cfg: PipelineConfig, pad_token_id: int) -> None:
-        self.cfg = cfg
-        self.pad_token_id = pad_token_id
 
-    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
-        if self.cfg.objective == "image_caption":
-            return self._captions(examples)
-        if self.cfg.objective == "puma_pair":
-            out = {}
-            for prefix in ("weak_", "strong_"):
-                out.update(self._rows(examples, prefix))
-            r = packing.bucket_length(
-                max(len(e["weak_response_positions"]) for e in examples), self.cfg.r_buckets
-            )
-            out["weak_response_positions"] = packing.pad_1d(
-                [e["weak_response_positions"] for e in examples], r, 0
-            )
-            out["strong_response_positions"] = packing.pad_1d(
-                [e["strong_response_positions"] for e in examples], r, 0
-            )
-            out["response_labels"] = packing.pad_1d(
-                [e["response_labels"] for e in examples], r, IGNORE_INDEX
-            )
-            out["response_mask"] = packing.pad_1d(
-                [np.ones(len(e["response_labels"]), np.int32) for e in examples], r, 0
-            )
-            return out
-        return self._rows(examples, "")
-
-    def _rows(self, examples: Sequence[dict[str, Any]], prefix: str) -> dict[str, np.ndarray]:
-        cfg = self.cfg
-        ids = [e[f"{prefix}input_ids"] for e in examples]
-        length = packing.bucket_length(max(len(x) for x in ids), cfg.buckets)
-        b, m = len(examples), cfg.max_images_per_example
-        pixels = np.zeros((b, m, cfg.image.height, cfg.image.width, 3), np.float32)
-        image_mask = np.zeros((b, m), np.int32)
-        for i, e in enumerate(examples):
-            p = e[f"{prefix}pixel_values"]  # [n_i, H, W, 3]
-            pixels[i, : len(p)] = p
-            image_mask[i, : len(p)] = 1
-        return {
-            f"{prefix}input_ids": packing.pad_1d(ids, length, self.pad_token_id),
-            f"{prefix}labels": packing.pad_1d(
-                [e[f"{prefix}labels"] for e in examples], length, IGNORE_INDEX
-            ),
-            f"{prefix}attention_mask": packing.pad_1d(
-                [np.ones(len(x), np.int32) for x in ids], length, 0
-            ),
-            f"{prefix}positions": np.broadcast_to(
-                np.arange(length, dtype=np.int32), (b, length)
-            ).copy(),
-            f"{prefix}pixel_values": pixels,
-            f"{prefix}image_mask": image_mask,
-        }
-
-    def _captions(self, examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
-        c = self.cfg.caption_max_length
-        ids = [e["caption_ids"] for e in examples]
-        return {
-            "pixel_values": np.stack([e["pixel_values"] for e in examples]).astype(np.float32),
-            "caption_ids": packing.pad_1d(ids, c, self.pad_token_id),
-            "caption_mask": packing.pad_1d([np.ones(len(x), np.int32) for x in ids], c, 0),
-        }
+def row_keys(prefix: str = "", layout: str = "bucketed") -> dict[str, BatchKey]:
+    """Declarations of ``collate_rows`` / the packer's keys for one side (segment_ids when
+    packed)."""
+    keys = {
+        "input_ids": BatchKey(("L",), np.int32, 0),
+        "labels": BatchKey(("L",), np.int32, IGNORE_INDEX),
+        "attention_mask": BatchKey(("L",), np.int32, 0),
+        "positions": BatchKey(("L",), np.int32, ARANGE),
+        "pixel_values": BatchKey(("M", "H", "W", 3), np.float32, 0.0),
+        "image_mask": BatchKey(("M",), np.int32, 0),
+    }
+    if layout == "packing":
+        keys["segment_ids"] = BatchKey(("L",), np.int32, 0)
+    return {prefix + k: v for k, v in keys.items()}
 
 
 # ------------------------------------------------------------------ assembly
@@ -526,13 +503,22 @@ class Pipeline:
         return self.tracker.finalize()
 
 
-def build_pipeline(source: Sequence[Any], config: PipelineConfig, tokenizer_dir: str) -> Pipeline:
-    """The pipeline for ``config.objective`` over a random-access record source.
+def build_pipeline(
+    source: Sequence[Any], config: PipelineConfig, tokenizer_dir: str, objective: ObjectiveData
+) -> Pipeline:
+    """The pipeline of ``objective`` over a random-access record source.
 
     ``source``: ``mathjax_vl.data.storage.open_source(dir, split)`` or any sequence of records
-    (or record dicts). ``tokenizer_dir``: a local HF tokenizer directory.
+    (or record dicts). ``tokenizer_dir``: a local HF tokenizer directory. ``objective``: the
+    objective's data half, named ``config.objective`` (mathjax_vl.train.tasks.build_pipeline
+    looks it up by that name).
     """
     cfg = config
+    if objective.name != cfg.objective:
+        raise ValueError(
+            f"pipeline config names objective {cfg.objective!r} but got {objective.name!r}"
+        )
+    layout = objective.resolve_layout(cfg.layout)
     n = len(source)
     if n == 0:
         raise ValueError(f"{_source_name(source)} is empty")
@@ -541,39 +527,15 @@ def build_pipeline(source: Sequence[Any], config: PipelineConfig, tokenizer_dir:
         ds = ds.shuffle(seed=cfg.seed)
     ds = ds.repeat(cfg.num_epochs)
     ds = ds[cfg.process_index :: cfg.process_count]
-    processor = ExampleProcessor(source, cfg, tokenizer_dir)
+    processor = ExampleProcessor(source, cfg, tokenizer_dir, objective)
     ds = ds.map_with_index(processor)
     ahead = cfg.read_buffer_examples if cfg.read_buffer_examples is not None else 4 * cfg.batch_size
     read = grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=ahead)
     it = br.mp_prefetch(ds.to_iter_dataset(read), cfg.num_workers, cfg.worker_buffer_size)
     tracker = br.BadRecordTracker(cfg.bad_records, name=f"{cfg.objective}:{_source_name(source)}")
     it = br.BadRecordAccountingIterDataset(it, tracker)
-    if cfg.objective == "image_caption":  # a CLIP text tokenizer has no chat/image tokens
-        pad_id = load_tokenizer(str(tokenizer_dir)).pad_token_id or 0
-    else:
-        pad_id = processor.tokenizer.pad_token_id
-    packer = None
-    if cfg.objective == "text_sft":
-        it = packing.pack_rows(
-            it, cfg.tokenization.max_length, pad_id, cfg.num_packing_bins, cfg.seed
-        )
-        it = it.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder)
-    elif cfg.layout == "packing":
-        pairs = cfg.objective == "puma_pair"
-        spec = packing.PackSpec(
-            sides=("weak_", "strong_") if pairs else ("",),
-            seq_len=cfg.tokenization.max_length,
-            max_images=cfg.max_images_per_example,
-            image_shape=(cfg.image.height, cfg.image.width, 3),
-            pad_token_id=pad_id,
-            response_len=cfg.r_buckets[-1] if pairs else 0,
-        )
-        it = packer = packing.PackExamplesIterDataset(it, spec, cfg.packing_window)
-        it = it.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder)
-    else:
-        it = it.batch(
-            cfg.batch_size, drop_remainder=cfg.drop_remainder, batch_fn=Collate(cfg, pad_id)
-        )
+    it, packer = objective.batch(it, cfg, objective.pad_token_id(processor))
+    it = it.map(_CheckKeys(objective.name, list(objective.batch_keys(layout))))
     if cfg.prefetch_batches > 0:
         it = grain.experimental.ThreadPrefetchIterDataset(
             it, prefetch_buffer_size=cfg.prefetch_batches

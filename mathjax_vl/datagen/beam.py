@@ -45,11 +45,11 @@ from mathjax_vl.datagen import engine as E
 NAMESPACE = "mathjax_vl.datagen"
 REPORT_FILE = "datagen_report.json"
 RECIPE_KINDS = {
-    "puma_pairs": "puma_pair",
+    "puma_kl": "puma_pair",
     "mathverse_eval": "eval_problem",
-    "captions": "image_caption",
-    "instruct": "multimodal_conversation",
-    "image_code": "image_code",
+    "contrastive": "image_caption",
+    "multimodal_sft": "multimodal_conversation",
+    "image_to_code": "image_code",
 }
 
 

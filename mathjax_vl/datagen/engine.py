@@ -10,15 +10,20 @@ output depends on the seed alone: not on the number of workers nor on completion
 Exactly `n` items are accepted: the first `n` by index (items are processed in chunks, sized by
 the rejection rate so far). Records stream to storage; memory stays bounded at any `n`.
 
-Recipes and their records (mathjax_vl.data.records):
-- puma_pairs: PumaPair (two of Math-PUMA's four versions; the one with more image content is the
-  vision-rich side; one shared chain-of-thought solution);
+Recipes and their records (mathjax_vl.data.records). A training recipe is named by the objective
+it feeds (mathjax_vl.train.tasks: the same name is `task.name` and the pipeline's objective);
+the older names stay as aliases (RECIPE_ALIASES):
+- puma_kl (was puma_pairs): PumaPair (two of Math-PUMA's four versions; the one with more image
+  content is the vision-rich side; one shared chain-of-thought solution);
 - mathverse_eval: six EvalProblem records per problem (MathVerse's five scored versions plus its
   separately reported Text Only), multiple-choice with distractors from typical mistakes or
   free-form;
-- captions: ImageCaption (fully labelled figure, MAVIS-style caption) for CLIP-Math;
-- instruct: MultimodalConversation (figure + question -> chain-of-thought solution);
-- image_code: ImageCode (figure + the Python program that drew it) for MathCoder-VL;
+- contrastive (was captions): ImageCaption (fully labelled figure, MAVIS-style caption) for
+  CLIP-Math;
+- multimodal_sft (was instruct): MultimodalConversation (figure + question -> chain-of-thought
+  solution);
+- image_to_code (was image_code): ImageCode (figure + the Python program that drew it) for
+  MathCoder-VL;
 - preference: PreferencePair (figure + question; chosen = the verified solution, rejected = a
   full solution built on a typical mistake whose answer the verifier rejects) for DPO.
 """
@@ -38,13 +43,26 @@ from mathjax_vl.datagen import quality as Q
 from mathjax_vl.datagen import versions as V
 from mathjax_vl.datagen.sandbox import FigureExecutor, SandboxConfig
 
-RECIPES = ("puma_pairs", "mathverse_eval", "captions", "instruct", "image_code", "preference")
+RECIPES = (
+    "puma_kl",
+    "mathverse_eval",
+    "contrastive",
+    "multimodal_sft",
+    "image_to_code",
+    "preference",
+)
+RECIPE_ALIASES = {
+    "puma_pairs": "puma_kl",
+    "captions": "contrastive",
+    "instruct": "multimodal_sft",
+    "image_code": "image_to_code",
+}
 DEFAULT_SPLIT = {
-    "puma_pairs": "train",
+    "puma_kl": "train",
     "mathverse_eval": "test",
-    "captions": "train",
-    "instruct": "train",
-    "image_code": "train",
+    "contrastive": "train",
+    "multimodal_sft": "train",
+    "image_to_code": "train",
     "preference": "train",
 }
 MAX_EXAMPLES_PER_REASON = 3
@@ -77,8 +95,12 @@ class DatagenConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "recipe", RECIPE_ALIASES.get(self.recipe, self.recipe))
         if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {self.recipe!r}; expected one of {RECIPES}")
+            raise ValueError(
+                f"unknown recipe {self.recipe!r}; expected one of {RECIPES} (or an older name "
+                f"{sorted(RECIPE_ALIASES)})"
+            )
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if self.seed < 0:
@@ -405,11 +427,11 @@ def _preference(problem, rng, config, run_program, item_id):
 
 
 _RECIPE_BUILDERS = {
-    "puma_pairs": _puma_pairs,
+    "puma_kl": _puma_pairs,
     "mathverse_eval": _mathverse_eval,
-    "captions": _captions,
-    "instruct": _instruct,
-    "image_code": _image_code,
+    "contrastive": _captions,
+    "multimodal_sft": _instruct,
+    "image_to_code": _image_code,
     "preference": _preference,
 }
 

@@ -304,10 +304,10 @@ def question_banner_program(program: str, question: str, width: int = 52, dpi: i
 # Salt of each recipe's random choices (version picks, choice order), so recipes drawn from the
 # same seed make independent choices.
 RECIPE_TAGS = {
-    "puma_pairs": 1,
+    "puma_kl": 1,
     "mathverse_eval": 2,
-    "captions": 3,
-    "instruct": 4,
-    "image_code": 5,
+    "contrastive": 3,
+    "multimodal_sft": 4,
+    "image_to_code": 5,
     "preference": 6,
 }

@@ -50,7 +50,7 @@ def stage_plan(
     with demo.unlocked():
         demo.train.steps = {**cfg.train.steps.to_dict(), "image_to_code": 1}
     # Datasets of stages not run (image-to-code; CLIP-Math at 0 steps) need not exist.
-    paths = {"captions": "", "image_code": "", **paths}
+    paths = {"contrastive": "", "image_to_code": "", **paths}
     configs = demo_stages.stage_configs(demo, paths, seed_dir, vocab, image_id, eos_id)
     steps = cfg.train.steps
     plan = {name: configs[name] for name in SHARED_STAGES}

@@ -30,10 +30,10 @@ class DemoDataConfig:
 
 
 RECIPE_COUNTS = (
-    ("captions", "n_captions"),
-    ("puma_pairs", "n_pairs"),
-    ("instruct", "n_instruct"),
-    ("image_code", "n_image_code"),
+    ("contrastive", "n_captions"),
+    ("puma_kl", "n_pairs"),
+    ("multimodal_sft", "n_instruct"),
+    ("image_to_code", "n_image_code"),
     ("mathverse_eval", "n_eval_problems"),
 )
 
@@ -102,7 +102,7 @@ def generate_all(cfg: DemoDataConfig, out_dir: str, log=print) -> dict[str, str]
             )
             for index in range(len(source)):
                 texts.extend(record_texts(source[index]))
-    pairs = open_source(paths["puma_pairs"], "train")
+    pairs = open_source(paths["puma_kl"], "train")
     conversations = list(text_conversations(pairs[i] for i in range(len(pairs))))
     if not conversations:
         raise RuntimeError("no text-only PUMA sides were generated for stage-1 SFT; raise n_pairs")

@@ -58,7 +58,7 @@ def _common(
     c.data.dataset = data_path
     c.data.split = "train"
     c.data.tokenizer_dir = tokenizer
-    c.data.objective = objective
+    c.task.name = objective
     c.data.seq_len = t.seq_len
     c.data.num_workers = 0
     c.data.bad_records = {
@@ -107,8 +107,7 @@ def stage_configs(
     run = {name: os.path.join(runs_dir, name) for name in demo.train.steps}
     out: dict[str, ml_collections.ConfigDict] = {}
 
-    c = _common(demo, "clip_math", paths["captions"], tok, "image_caption")
-    c.task.name = "contrastive"
+    c = _common(demo, "clip_math", paths["contrastive"], tok, "contrastive")
     c.model.kind = "dual_encoder"
     c.model.vision = ml_collections.ConfigDict(_vision(demo.model))
     c.model.text = ml_collections.ConfigDict(
@@ -128,7 +127,6 @@ def stage_configs(
     out["clip_math"] = c
 
     c = _common(demo, "puma_stage1", paths["text_sft"], tok, "multimodal_sft")
-    c.task.name = "sft"
     _vlm(c, demo, vocab_size, image_token_id)
     c.init.checkpoint = os.path.join(run["clip_math"], "checkpoints")
     c.init.rename = [("^clip/vision_model/", "vision_tower/")]
@@ -136,8 +134,7 @@ def stage_configs(
     c.optim.trainable = ["^language_model/"]
     out["puma_stage1"] = c
 
-    c = _common(demo, "puma_stage2", paths["puma_pairs"], tok, "puma_pair")
-    c.task.name = "puma_kl"
+    c = _common(demo, "puma_stage2", paths["puma_kl"], tok, "puma_kl")
     _vlm(c, demo, vocab_size, image_token_id)
     c.data.response_len = demo.train.response_len
     c.loss.alpha = 0.2
@@ -147,14 +144,12 @@ def stage_configs(
     c.optim.trainable = ["^vision_tower/", "^multi_modal_projector/"]
     out["puma_stage2"] = c
 
-    c = _common(demo, "puma_stage3", paths["instruct"], tok, "multimodal_sft")
-    c.task.name = "sft"
+    c = _common(demo, "puma_stage3", paths["multimodal_sft"], tok, "multimodal_sft")
     _vlm(c, demo, vocab_size, image_token_id)
     c.init.checkpoint = os.path.join(run["puma_stage2"], "checkpoints")
     out["puma_stage3"] = c
 
-    c = _common(demo, "image_to_code", paths["image_code"], tok, "image_code")
-    c.task.name = "image_to_code"
+    c = _common(demo, "image_to_code", paths["image_to_code"], tok, "image_to_code")
     _vlm(c, demo, vocab_size, image_token_id)
     c.data.seq_len = demo.train.code_seq_len
     c.init.checkpoint = os.path.join(run["puma_stage3"], "checkpoints")

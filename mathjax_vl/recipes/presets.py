@@ -180,13 +180,15 @@ def vlm(
     c.model.vision_feature_select_strategy = select
 
 
-def data_defaults(
-    c: ml_collections.ConfigDict, size: str, objective: str, seq_len: int = 2048
-) -> None:
+def data_defaults(c: ml_collections.ConfigDict, size: str, seq_len: int = 2048) -> None:
     """Real data through the Grain pipeline; dataset and tokenizer dirs come from the command
-    line (--config.data.dataset=... --config.data.tokenizer_dir=...)."""
+    line (--config.data.dataset=... --config.data.tokenizer_dir=...). The objective, hence the
+    pipeline's processing, is `c.task.name` alone."""
+    if not isinstance(seq_len, int):
+        raise TypeError(
+            f"data_defaults(c, size, seq_len): got {seq_len!r}; the objective is c.task.name"
+        )
     c.data.kind = "pipeline"
-    c.data.objective = objective
     c.data.dataset = ""
     c.data.split = "train"
     c.data.tokenizer_dir = ""

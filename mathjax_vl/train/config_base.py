@@ -13,6 +13,9 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
 
+    # task.name: the objective (mathjax_vl.train.tasks), the one name its datagen recipe, input
+    # pipeline and task share; older names are aliases ("sft": text_sft or multimodal_sft by
+    # the model's role).
     c.task = ml_collections.ConfigDict({"name": "sft", "factory": ""})
 
     # Model: `kind` picks the builder (qwen2 | vlm | dual_encoder); the sub-dicts are the models'
@@ -35,6 +38,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(
         {
             "kind": "synthetic",  # synthetic | pipeline (mathjax_vl.data.pipelines)
+            # older configs named the pipeline's objective here; if set it must name the same
+            # objective as task.name (the pipeline always follows task.name)
+            "objective": "",
             "seq_len": 512,
             "num_examples": 4096,
             "seed": 0,

@@ -14,6 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from mathjax_vl.data.batch_keys import check_keys
 from mathjax_vl.errors import ConfigError
 from mathjax_vl.train.tasks.base import Task
 
@@ -21,13 +22,17 @@ from mathjax_vl.train.tasks.base import Task
 class SyntheticExamples:
     """Random-access source of `task.synthetic_example` rows, deterministic per (seed, index).
 
-    `nan_index` (fault injection for the guard tests): that example's float arrays are NaN."""
+    Every example must hold exactly the objective's declared batch keys (an error names the
+    key and the objective). `nan_index` (fault injection for the guard tests): that example's
+    float arrays are NaN."""
 
     def __init__(self, task: Task, num_examples: int, seed: int, nan_index: int = -1):
         self._task = task
         self._n = int(num_examples)
         self._seed = int(seed)
         self._nan_index = int(nan_index)
+        # plug-in tasks without an objective's data half are checked against their batch_spec
+        self._keys = list(task.batch_keys()) if hasattr(task, "data") else None
 
     def __len__(self) -> int:
         return self._n
@@ -35,6 +40,8 @@ class SyntheticExamples:
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         index = int(index)
         example = self._task.synthetic_example(np.random.default_rng([self._seed, index]))
+        if self._keys is not None:
+            check_keys(self._task.name, self._keys, example, "synthetic example")
         if index == self._nan_index:
             example = {
                 k: np.full_like(v, np.nan) if np.issubdtype(v.dtype, np.floating) else v

@@ -1,14 +1,15 @@
 """The real input pipelines (mathjax_vl.data.pipelines) as the trainer's iterator.
 
 config.data (kind = "pipeline"): dataset (a TFDS dataset dir written by mathjax_vl.data.storage),
-split, tokenizer_dir, objective (text_sft | multimodal_sft | puma_pair | image_caption |
-image_code), num_workers, seed, too_long, bad_records ({policy, max_skipped_fraction, ...});
+split, tokenizer_dir, num_workers, seed, too_long, bad_records ({policy, max_skipped_fraction,
+...}); the objective is the task's (its `data` half, named by task.name);
 image size / mean / std come from the vision tower's config and the image-token count from the
 VLM; layout ("bucketed" | "packing") and packing_window choose the multimodal row layout. The
 pipeline pads to length buckets (or packs rows of seq_len); the trainer compiles one
-step for the task's fixed shapes, so every batch is padded here up to those shapes (never cut: a
-longer batch is an error naming the key). The iterator state is the pipeline's, so checkpoints
-resume the data exactly.
+step for the task's fixed shapes, so every batch is padded here up to those shapes with each
+key's declared pad value (mathjax_vl.data.batch_keys; never cut: a longer batch is an error
+naming the key, and a key the objective does not declare is an error too). The iterator state
+is the pipeline's, so checkpoints resume the data exactly.
 """
 
 from __future__ import annotations
@@ -18,47 +19,22 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from mathjax_vl.data.batch_keys import pad_batch
 from mathjax_vl.errors import ConfigError
-from mathjax_vl.losses.constants import IGNORE_INDEX
 from mathjax_vl.train.tasks.base import Task
 
-# padding value per batch key suffix (the pipelines' conventions)
-_PAD = {"labels": IGNORE_INDEX, "response_labels": IGNORE_INDEX}
 
-
-def pad_to_spec(batch: dict[str, np.ndarray], spec: dict[str, Any], local_batch: int) -> dict:
-    """Pad every array of `batch` along its non-batch axes up to the spec's shapes."""
-    missing = sorted(set(spec) - set(batch))
-    if missing:
-        raise KeyError(f"pipeline batch lacks keys {missing}; it has {sorted(batch)}")
-    out = {}
-    for key, want in spec.items():
-        arr = np.asarray(batch[key])
-        target = (local_batch, *want.shape[1:])
-        if arr.ndim != len(target) or any(a > t for a, t in zip(arr.shape, target)):
-            raise ValueError(
-                f"pipeline batch key {key!r} has shape {arr.shape}, larger than (or a different "
-                f"rank from) the compiled shape {target}; raise data.seq_len / response_len"
-            )
-        pads = [(0, t - a) for a, t in zip(arr.shape, target)]
-        if key.endswith("positions") and "response" not in key and arr.shape != target:
-            # positions continue counting into the padding (masked anyway)
-            full = np.broadcast_to(np.arange(target[1], dtype=arr.dtype), target).copy()
-            full[:, : arr.shape[1]] = arr
-            out[key] = full
-            continue
-        suffix = key.split("_", 1)[1] if key.startswith(("weak_", "strong_")) else key
-        value = _PAD.get(key, _PAD.get(suffix, 0))
-        out[key] = np.pad(arr, pads, constant_values=value).astype(want.dtype)
-    return out
+def pad_to_spec(batch: dict[str, np.ndarray], task: Task, local_batch: int) -> dict:
+    """Pad every array of `batch` up to the task's compiled shapes, from its declared keys."""
+    return pad_batch(batch, task.batch_keys(), task.dims(), local_batch, task.name)
 
 
 class PaddedIterator:
     """Wraps a pipeline's Grain iterator: pads batches, forwards get_state/set_state."""
 
-    def __init__(self, inner, spec, local_batch: int, pipeline=None):
+    def __init__(self, inner, task: Task, local_batch: int, pipeline=None):
         self._inner = inner
-        self._spec = spec
+        self._task = task
         self._local_batch = local_batch
         self.pipeline = pipeline
 
@@ -66,7 +42,7 @@ class PaddedIterator:
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        return pad_to_spec(next(self._inner), self._spec, self._local_batch)
+        return pad_to_spec(next(self._inner), self._task, self._local_batch)
 
     def get_state(self):
         return self._inner.get_state()
@@ -123,7 +99,7 @@ def build(
     from mathjax_vl.data.tokenization import TokenizationConfig
 
     d = config.data
-    for field in ("dataset", "tokenizer_dir", "objective"):
+    for field in ("dataset", "tokenizer_dir"):
         if not d.get(field):
             raise ConfigError(f"data.kind='pipeline' needs data.{field} (it is empty)")
     seq_len = int(d.seq_len)
@@ -143,15 +119,17 @@ def build(
         image_tokens = vlm.image_seq_length
     else:
         image_tokens = 1
-    if d.objective == "puma_pair":  # response arrays are bucketed to the task's R, not seq_len
-        kwargs["response_buckets"] = (int(task.num_response),)
-    if d.objective == "image_caption":
-        kwargs["caption_max_length"] = int(task.caption_len)
+    dims = task.dims()
+    if "R" in dims:  # response arrays are bucketed to the task's R, not seq_len
+        kwargs["response_buckets"] = (int(dims["R"]),)
+    if "C" in dims:
+        kwargs["caption_max_length"] = int(dims["C"])
+    if hasattr(task, "clip_cfg"):
         kwargs["image"] = ImageProcessingConfig.for_tower(task.clip_cfg.vision)
     if d.get("bad_records"):  # e.g. {"policy": "skip", "max_skipped_fraction": 0.01}
         kwargs["bad_records"] = BadRecordConfig(**dict(d.bad_records))
     cfg = pipelines.PipelineConfig(
-        objective=d.objective,
+        objective=task.data.name,
         batch_size=local_batch,
         seed=int(d.get("seed", config.seed)),
         process_index=process_index,
@@ -164,13 +142,13 @@ def build(
         ),
         length_buckets=(seq_len,),
         max_images_per_example=int(d.get("max_images", 1)),
-        layout=d.get("layout", "bucketed") if d.objective != "text_sft" else "bucketed",
+        layout=task.layout,
         packing_window=int(d.get("packing_window", 64)),
         **kwargs,
     )
     source = storage.open_source(d.dataset, d.get("split", "train"))
-    pipeline = pipelines.build_pipeline(source, cfg, d.tokenizer_dir)
+    pipeline = pipelines.build_pipeline(source, cfg, d.tokenizer_dir, task.data)
     if vlm is not None:
         _check_image_token(vlm.image_token_id, cfg, d.tokenizer_dir)
     _check_vocab(task, d.tokenizer_dir)
-    return PaddedIterator(iter(pipeline), task.batch_spec(local_batch), local_batch, pipeline)
+    return PaddedIterator(iter(pipeline), task, local_batch, pipeline)

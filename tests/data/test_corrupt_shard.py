@@ -9,8 +9,9 @@ import pytest
 from mathjax_vl.data import records as R
 from mathjax_vl.data import storage
 from mathjax_vl.data.bad_records import BadRecordConfig
-from mathjax_vl.data.pipelines import PipelineConfig, build_pipeline
+from mathjax_vl.data.pipelines import PipelineConfig
 from mathjax_vl.data.tokenization import TokenizationConfig
+from mathjax_vl.train.tasks import build_pipeline
 
 _spec = importlib.util.spec_from_file_location(
     "_chat_reference", pathlib.Path(__file__).with_name("_chat_reference.py")

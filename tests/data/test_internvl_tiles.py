@@ -19,9 +19,10 @@ from mathjax_vl.data.image_processing import (
     num_tiles,
     process_image_tiles,
 )
-from mathjax_vl.data.pipelines import PipelineConfig, build_pipeline
+from mathjax_vl.data.pipelines import PipelineConfig
 from mathjax_vl.data.tokenization import TokenizationConfig, load_tokenizer
 from mathjax_vl.models.internvit import IMAGENET_MEAN, IMAGENET_STD, InternViTConfig
+from mathjax_vl.train.tasks import build_pipeline
 
 _spec = importlib.util.spec_from_file_location(
     "_chat_reference", pathlib.Path(__file__).with_name("_chat_reference.py")

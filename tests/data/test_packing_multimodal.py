@@ -14,8 +14,9 @@ from mathjax_vl.data import packing
 from mathjax_vl.data import records as R
 from mathjax_vl.data.bad_records import BadRecordConfig
 from mathjax_vl.data.image_processing import ImageProcessingConfig
-from mathjax_vl.data.pipelines import PipelineConfig, build_pipeline
+from mathjax_vl.data.pipelines import PipelineConfig
 from mathjax_vl.data.tokenization import ConversationTokenizer, TokenizationConfig
+from mathjax_vl.train.tasks import build_pipeline
 
 _spec = importlib.util.spec_from_file_location(
     "_chat_reference", pathlib.Path(__file__).with_name("_chat_reference.py")

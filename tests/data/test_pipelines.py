@@ -12,8 +12,9 @@ import pytest
 from mathjax_vl.data import records as R
 from mathjax_vl.data.bad_records import BadRecordBoundError, BadRecordConfig
 from mathjax_vl.data.image_processing import ImageProcessingConfig, process_image
-from mathjax_vl.data.pipelines import PipelineConfig, build_pipeline
+from mathjax_vl.data.pipelines import PipelineConfig
 from mathjax_vl.data.tokenization import TokenizationConfig
+from mathjax_vl.train.tasks import build_pipeline
 
 _spec = importlib.util.spec_from_file_location(
     "_chat_reference", pathlib.Path(__file__).with_name("_chat_reference.py")
@@ -336,7 +337,7 @@ def test_round_trip_records_storage_grain(tok_dir, tmp_path):
 
 
 def test_image_code_and_caption_objectives(tok_dir):
-    from mathjax_vl.data.pipelines import CODE_PROMPTS
+    from mathjax_vl.train.tasks.image_to_code import CODE_PROMPTS
 
     codes = [
         R.ImageCode(

@@ -37,7 +37,14 @@ def test_short_demo_runs_every_stage_and_reloads_in_transformers(tmp_path):
     for stage in stages:
         assert stage["fixed_after"] < stage["fixed_before"], stage
     artefacts = result["artefacts"]
-    for key in ("captions", "puma_pairs", "instruct", "image_code", "mathverse_eval", "text_sft"):
+    for key in (
+        "contrastive",
+        "puma_kl",
+        "multimodal_sft",
+        "image_to_code",
+        "mathverse_eval",
+        "text_sft",
+    ):
         assert os.path.isdir(artefacts[key]), key
     assert os.path.isfile(os.path.join(artefacts["tokenizer"], "tokenizer.json"))
     assert os.path.isfile(os.path.join(artefacts["hf_export"], "config.json"))

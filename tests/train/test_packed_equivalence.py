@@ -2,7 +2,8 @@
 the same gradients packed (several per row, segment ids) as one per padded row, for multimodal
 SFT, image-to-code and Math-PUMA pairs with 0, 1 and 2 images per example (float32).
 
-The unpacked reference batch is built by the bucketed collate + the trainer's pad_to_spec; the
+The unpacked reference batch is built by the objective's bucketed collate + the trainer's
+pad_to_spec; the
 packed one by the packer's row builder; both go through the tasks' real loss functions."""
 
 from pathlib import Path
@@ -72,7 +73,7 @@ def _examples(task, pairs: bool, images=IMAGES):
 
 def _unpacked_batch(task, examples, objective):
     cfg = pipelines.PipelineConfig(
-        objective=objective,
+        objective=task.name,
         batch_size=len(examples),
         tokenization=TokenizationConfig(max_length=UNPACKED_T),
         image=ImageProcessingConfig(height=16, width=16),
@@ -80,8 +81,8 @@ def _unpacked_batch(task, examples, objective):
         response_buckets=(R,),
         max_images_per_example=2,
     )
-    batch = pipelines.Collate(cfg, pad_token_id=0)(examples)
-    return pad_to_spec(batch, task.batch_spec(len(examples)), len(examples))
+    batch = task.data.collate(examples, cfg, pad_token_id=0)
+    return pad_to_spec(batch, task, len(examples))
 
 
 def _packed_batch(task, examples, pairs, groups):

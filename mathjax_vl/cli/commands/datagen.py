@@ -1,14 +1,15 @@
 r"""`mathjax-vl datagen`: generate a verified dataset of math figures and problems.
 
-    mathjax-vl datagen \
-        --recipe {puma_pairs,mathverse_eval,captions,instruct,image_code,preference} \
+    mathjax-vl datagen --recipe {puma_kl,mathverse_eval,contrastive,multimodal_sft,image_to_code} \
         --n N --seed S --workers W --out DIR [--preview FILE.png] [--split SPLIT] \
         [--families plane_geometry,functions] [--timeout-s 10 (CPU s)] [--memory-limit-gb 2]
         [--unsafe-no-isolation]
         [--runner beam [--beam-runner DirectRunner] [--beam-options "--project=p ..."]
          [--beam-item-factor 1.25] [--beam-item-slack 32] [--beam-items-per-task 16W]]
 
-Writes a TFDS ArrayRecord dataset at DIR/<recipe>/1.0.0/ (with datagen_report.json: rejections
+A training recipe is named by the objective it feeds (the same name as `task.name`); the older
+names puma_pairs, captions, instruct and image_code still work. Writes a TFDS ArrayRecord
+dataset at DIR/<recipe>/1.0.0/ (with datagen_report.json: rejections
 per reason) and, with --preview, a contact sheet of samples (figure, version, question, answer).
 The output is determined by --seed (and the code version): the same seed gives the same dataset
 for any --workers. Evaluation recipes default to the `test` split, whose problems never occur in
@@ -36,7 +37,7 @@ import time
 
 
 def register(subparsers) -> None:
-    from mathjax_vl.datagen.engine import RECIPES
+    from mathjax_vl.datagen.engine import RECIPE_ALIASES, RECIPES
 
     p = subparsers.add_parser(
         "datagen",
@@ -44,7 +45,7 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--recipe", required=True, choices=RECIPES)
+    p.add_argument("--recipe", required=True, choices=[*RECIPES, *RECIPE_ALIASES])
     p.add_argument("--n", type=int, required=True, help="accepted problems to generate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="worker processes")

@@ -1,20 +1,67 @@
-"""MAVIS CLIP-Math: contrastive training of a dual encoder (CLIP vision + text towers) with CLIP's
-softmax InfoNCE or SigLIP's sigmoid loss (learned bias added here). Batch keys:
-mathjax_vl.data.pipelines `image_caption`. The loss runs on the global (batch-sharded) arrays, so
-negatives come from the whole global batch, also under gradient accumulation (GradCache)."""
+"""Objective `contrastive`: MAVIS CLIP-Math, contrastive training of a dual encoder (CLIP vision
++ text towers) with CLIP's softmax InfoNCE or SigLIP's sigmoid loss (learned bias added here).
+Alias "image_caption" (the older data name), datagen recipe `contrastive` (was "captions").
+
+Records: ImageCaption. Keys: pixel_values [B, H, W, 3] float32, caption_ids [B, C] int32 (the
+tokenizer's own special tokens, truncated to C = caption_len), caption_mask [B, C] int32. The
+loss runs on the global (batch-sharded) arrays, so negatives come from the whole global batch,
+also under gradient accumulation (GradCache: the step caches the batch's embeddings and
+back-propagates per microbatch).
+"""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mathjax_vl.train.tasks.base import Task
+from mathjax_vl.data import packing
+from mathjax_vl.data import pipelines as P
+from mathjax_vl.data import records as R
+from mathjax_vl.data.batch_keys import BatchKey
+from mathjax_vl.data.tokenization import load_tokenizer
+from mathjax_vl.train.tasks.base import Objective, Task
+
+
+class CaptionData(P.ObjectiveData):
+    name = "contrastive"
+    record_types = (R.ImageCaption,)
+    layouts = ("bucketed",)  # no token rows to pack
+
+    def pad_token_id(self, ex):
+        # a CLIP text tokenizer has no chat/image tokens: not the conversation tokenizer
+        return load_tokenizer(ex.tokenizer_dir).pad_token_id or 0
+
+    def process(self, ex, record, index, stream_index):
+        tok = load_tokenizer(ex.tokenizer_dir)
+        ids = tok(
+            record.caption,
+            add_special_tokens=True,
+            truncation=True,
+            max_length=ex.cfg.caption_max_length,
+        )["input_ids"]
+        pixels = ex.images((record.image,), index, stream_index, 0)[0][0]
+        return {"pixel_values": pixels, "caption_ids": np.asarray(ids, np.int32)}
+
+    def batch_keys(self, layout):
+        return {
+            "pixel_values": BatchKey(("H", "W", 3), np.float32, 0.0),
+            "caption_ids": BatchKey(("C",), np.int32, 0),
+            "caption_mask": BatchKey(("C",), np.int32, 0),
+        }
+
+    def collate(self, examples, cfg, pad_token_id):
+        c = cfg.caption_max_length
+        ids = [e["caption_ids"] for e in examples]
+        return {
+            "pixel_values": np.stack([e["pixel_values"] for e in examples]).astype(np.float32),
+            "caption_ids": packing.pad_1d(ids, c, pad_token_id),
+            "caption_mask": packing.pad_1d([np.ones(len(x), np.int32) for x in ids], c, 0),
+        }
 
 
 class Contrastive(Task):
-    name = "contrastive"
+    data = CaptionData()
     # Negatives come from the whole batch, so per-microbatch losses would be another objective:
     # accumulation caches the batch's embeddings instead (see mathjax_vl.train.step).
     accumulation = "embeddings"
@@ -26,16 +73,11 @@ class Contrastive(Task):
         self.kind = build.contrastive_loss(config)
         self.clip_cfg, self.model = build.train_module(config)
         self.caption_len = int(config.data.get("caption_len", 32))
+        self.layout = self.data.resolve_layout(self.requested_layout(config))
 
-    def batch_spec(self, batch_size):
-        v = self.clip_cfg.vision
-        return {
-            "pixel_values": jax.ShapeDtypeStruct(
-                (batch_size, v.image_size, v.image_size, v.num_channels), jnp.float32
-            ),
-            "caption_ids": jax.ShapeDtypeStruct((batch_size, self.caption_len), jnp.int32),
-            "caption_mask": jax.ShapeDtypeStruct((batch_size, self.caption_len), jnp.int32),
-        }
+    def dims(self) -> dict[str, int]:
+        size = self.clip_cfg.vision.image_size
+        return {"H": size, "W": size, "C": self.caption_len}
 
     def init(self, rng, batch):
         return self.model.init(
@@ -54,10 +96,9 @@ class Contrastive(Task):
 
     def loss_from_embeddings(self, params, embeddings):
         from mathjax_vl.losses.contrastive import clip_loss, siglip_loss
-
-        img, txt = embeddings["image"], embeddings["text"]
         from mathjax_vl.models.build import DUAL_ENCODER_SCOPE
 
+        img, txt = embeddings["image"], embeddings["text"]
         scale = jnp.asarray(params[DUAL_ENCODER_SCOPE]["logit_scale"], jnp.float32)
         objectives = {
             "clip": lambda: clip_loss(img, txt, scale),
@@ -86,5 +127,10 @@ class Contrastive(Task):
         }
 
 
-def make_task(config: ml_collections.ConfigDict) -> Task:
-    return Contrastive(config)
+OBJECTIVE = Objective(
+    name="contrastive",
+    data=CaptionData(),
+    task=Contrastive,
+    model_roles=("dual_encoder",),
+    aliases=("image_caption",),
+)

@@ -1,18 +1,40 @@
-"""MathCoder-VL's image-to-code SFT: the VLM reads a figure and is trained on the Python / TikZ
-source that draws it (batch keys: mathjax_vl.data.pipelines `image_code`, the same layout as
-multimodal SFT). Every row must hold an image; the loss parts separate code tokens."""
+"""Objective `image_to_code`: MathCoder-VL's image-to-code SFT. The VLM reads a figure and is
+trained on the Python / TikZ source that draws it. Alias "image_code" (the older data and
+datagen name).
+
+Records: ImageCode, turned into a user turn (the image + MathCoder-VL's prompt for the language)
+and an assistant turn (the code). Batch keys and layouts: those of `multimodal_sft`. Every row
+must hold an image; the loss parts count rows without one.
+"""
 
 from __future__ import annotations
 
-import ml_collections
 import numpy as np
 
-from mathjax_vl.train.tasks.base import Task
-from mathjax_vl.train.tasks.multimodal import MultimodalSFT
+from mathjax_vl.data import records as R
+from mathjax_vl.train.tasks.base import Objective
+from mathjax_vl.train.tasks.multimodal import MultimodalSFT, MultimodalSFTData
+
+# MathCoder-VL's image-to-code prompts (REFERENCE.md section 3).
+CODE_PROMPTS = {
+    "python": "Please provide the Python code needed to reproduce this image.",
+    "tikz": "Please generate the corresponding TikZ code that accurately represents the visual "
+    "elements in the image.",
+}
+
+
+class ImageToCodeData(MultimodalSFTData):
+    name = "image_to_code"
+    record_types = (R.ImageCode,)
+
+    def process(self, ex, record, index, stream_index):
+        prompt = f"{R.IMAGE_PLACEHOLDER}\n{CODE_PROMPTS[record.language]}"
+        turns = (R.Turn("user", prompt), R.Turn("assistant", record.code))
+        return ex.conversation(turns, (record.image,), index, stream_index)
 
 
 class ImageToCode(MultimodalSFT):
-    name = "image_to_code"
+    data = ImageToCodeData()
 
     def synthetic_example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         from mathjax_vl.train.tasks import vlm_common
@@ -33,10 +55,10 @@ class ImageToCode(MultimodalSFT):
         return loss, parts
 
 
-def make_task(config: ml_collections.ConfigDict) -> Task:
-    from mathjax_vl.models import build, registry
-
-    kind = build.model_kind({"kind": "vlm", **config.model})
-    if kind == build.DUAL_ENCODER_KIND or registry.get(kind).role != "composite":
-        raise ValueError(f"image_to_code needs model.kind = 'vlm', got {kind!r}")
-    return ImageToCode(config)
+OBJECTIVE = Objective(
+    name="image_to_code",
+    data=ImageToCodeData(),
+    task=ImageToCode,
+    model_roles=("composite",),
+    aliases=("image_code",),
+)

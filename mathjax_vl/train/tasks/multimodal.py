@@ -1,19 +1,51 @@
-"""Multimodal next-token SFT of the VLM (Math-PUMA stage 3, LLaVA/MAVIS projector alignment and
-instruction tuning). Batch keys: mathjax_vl.data.pipelines `multimodal_sft`."""
+"""Objective `multimodal_sft`: next-token SFT of the VLM (Math-PUMA stage 3, LLaVA/MAVIS
+projector alignment and instruction tuning). Alias "sft" (with a VLM model).
+
+Records: MultimodalConversation (or TextConversation: a row without images). Rows are
+right-padded to a length bucket (layout "bucketed") or hold several whole examples (layout
+"packing", with segment_ids; M is then the row's image budget, images in segment order). Keys:
+`mathjax_vl.data.pipelines.row_keys`: input_ids / labels / attention_mask / positions [B, L]
+int32 (each image is a run of image-token ids, images in order), pixel_values [B, M, H, W, 3]
+float32 (zeros for missing images), image_mask [B, M] int32.
+"""
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mathjax_vl.data import pipelines as P
+from mathjax_vl.data import records as R
+from mathjax_vl.data.batch_keys import BatchKey
 from mathjax_vl.train.tasks import common, vlm_common
-from mathjax_vl.train.tasks.base import Task
+from mathjax_vl.train.tasks.base import Objective, Task
+
+
+class MultimodalSFTData(P.ObjectiveData):
+    name = "multimodal_sft"
+    record_types = (R.MultimodalConversation, R.TextConversation)
+    layouts = ("bucketed", "packing")
+
+    def process(self, ex, record, index, stream_index):
+        return ex.conversation(record.turns, getattr(record, "images", ()), index, stream_index)
+
+    def batch_keys(self, layout):
+        return P.row_keys("", layout)
+
+    def collate(self, examples, cfg, pad_token_id):
+        return P.collate_rows(examples, "", cfg, pad_token_id)
+
+
+def image_keys(cfg, prefix: str = "") -> dict[str, BatchKey]:
+    """Declarations of the composite's per-image inputs [M, H, W, C] (vlm_common.image_inputs)."""
+    return {
+        prefix + k: BatchKey(("M", *shape), np.float32, 0.0)
+        for k, shape in vlm_common.image_inputs(cfg).items()
+    }
 
 
 class MultimodalSFT(Task):
-    name = "sft"
+    data = MultimodalSFTData()
     accumulation = "sum"
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -25,22 +57,17 @@ class MultimodalSFT(Task):
         self.max_images = int(config.data.get("max_images", 1))
         # layout="packing": several examples per row, segment ids keep attention (and, through
         # the first-label rule of the packer, the loss) inside each example.
-        self.packed = config.data.get("layout", "bucketed") == "packing"
+        self.layout = self.data.resolve_layout(self.requested_layout(config))
+        self.packed = self.layout == "packing"
 
-    def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
-        tok = (batch_size, self.seq_len)
-        return {
-            "input_ids": jax.ShapeDtypeStruct(tok, jnp.int32),
-            "labels": jax.ShapeDtypeStruct(tok, jnp.int32),
-            "attention_mask": jax.ShapeDtypeStruct(tok, jnp.int32),
-            "positions": jax.ShapeDtypeStruct(tok, jnp.int32),
-            **({"segment_ids": jax.ShapeDtypeStruct(tok, jnp.int32)} if self.packed else {}),
-            **{
-                k: jax.ShapeDtypeStruct((batch_size, self.max_images, *shape), jnp.float32)
-                for k, shape in vlm_common.image_inputs(self.vlm_cfg).items()
-            },
-            "image_mask": jax.ShapeDtypeStruct((batch_size, self.max_images), jnp.int32),
-        }
+    def dims(self) -> dict[str, int]:
+        size = self.vlm_cfg.vision.image_size
+        return {"L": self.seq_len, "M": self.max_images, "H": size, "W": size}
+
+    def batch_keys(self) -> dict[str, BatchKey]:
+        """The objective's keys, with the model's per-image inputs (DeepSeek-VL adds its
+        high-resolution view; synthetic data only, the pipeline adapter refuses it)."""
+        return {**self.data.batch_keys(self.layout), **image_keys(self.vlm_cfg)}
 
     def init(self, rng, batch):
         return self.model.init(
@@ -87,3 +114,12 @@ class MultimodalSFT(Task):
 
     def model_flops_per_example(self) -> float:
         return common.vlm_train_flops(self.vlm_cfg, self.seq_len, self.max_images)
+
+
+OBJECTIVE = Objective(
+    name="multimodal_sft",
+    data=MultimodalSFTData(),
+    task=MultimodalSFT,
+    model_roles=("composite",),
+    aliases=("sft",),  # the older task name
+)

@@ -1,7 +1,17 @@
-"""Math-PUMA stage 2: paired KL alignment. Both sides of each pair run through the same model in
-one step; the fused objective compares their next-token distributions at aligned response
-positions (weak = vision-rich, trained; strong = text-rich target, stop-gradient by default, as
-the released code). Batch keys: mathjax_vl.data.pipelines `puma_pair`."""
+"""Objective `puma_kl`: Math-PUMA stage 2, paired KL alignment. Both sides of each pair run
+through the same model in one step; the fused objective compares their next-token distributions
+at aligned response positions (weak = vision-rich, trained; strong = text-rich target,
+stop-gradient by default, as the released code). Alias "puma_pair" (the older data name).
+
+Records: PumaPair. Keys (`PumaPairData.batch_keys`): `multimodal_sft`'s row keys per side with
+prefixes ``weak_`` and ``strong_`` (each side padded to its own length bucket; the side labels
+are carried for inspection, the loss reads the aligned arrays), plus
+weak_response_positions / strong_response_positions [B, R] int32: logit positions whose next
+token is the r-th response token, so ``hidden_weak[b, weak_response_positions[b, r]]`` and
+``hidden_strong[b, strong_response_positions[b, r]]`` predict the same ``response_labels[b, r]``
+[B, R] int32 (-100 padding); response_mask [B, R] int32 (padding slots point at 0). With layout
+"packing" both sides are packed in lockstep and the response arrays hold every pair of the row.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +20,92 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mathjax_vl.data import packing
+from mathjax_vl.data import pipelines as P
+from mathjax_vl.data import records as R
+from mathjax_vl.data.batch_keys import BatchKey
+from mathjax_vl.losses.constants import IGNORE_INDEX
 from mathjax_vl.train.tasks import fused_adapter, vlm_common
-from mathjax_vl.train.tasks.base import Task
-from mathjax_vl.train.tasks.multimodal import MultimodalSFT
+from mathjax_vl.train.tasks.base import Objective, Task
+from mathjax_vl.train.tasks.multimodal import MultimodalSFT, image_keys
 
 SIDES = ("weak_", "strong_")
 
 
-class PumaKL(Task):
+class PumaPairData(P.ObjectiveData):
     name = "puma_kl"
+    record_types = (R.PumaPair,)
+    layouts = ("bucketed", "packing")
+    pack_sides = SIDES
+    pack_response = True
+
+    def process(self, ex, record, index, stream_index):
+        out = {}
+        for side_id, (prefix, side) in enumerate(zip(SIDES, ("vision_rich", "text_rich"))):
+            conv = record.side_conversation(side)
+            out.update(
+                ex.conversation(conv.turns, conv.images, index, stream_index, prefix, side_id)
+            )
+        weak_labels, strong_labels = out["weak_labels"], out["strong_labels"]
+        weak_pos = np.flatnonzero(weak_labels[1:] != IGNORE_INDEX).astype(np.int32)
+        strong_pos = np.flatnonzero(strong_labels[1:] != IGNORE_INDEX).astype(np.int32)
+        weak_tokens = weak_labels[weak_pos + 1]
+        strong_tokens = strong_labels[strong_pos + 1]
+        n = min(len(weak_pos), len(strong_pos))  # truncation may shorten one side's response
+        if not np.array_equal(weak_tokens[:n], strong_tokens[:n]) or (
+            len(weak_pos) != len(strong_pos) and ex.cfg.tokenization.too_long != "truncate"
+        ):
+            raise ex.error(
+                index,
+                "pair_mismatch",
+                f"the two sides' response tokens differ ({len(weak_pos)} vs {len(strong_pos)} "
+                "tokens): positions cannot be aligned",
+            )
+        if n == 0:
+            raise ex.error(index, "too_long", "no aligned response left")
+        if n > ex.cfg.r_buckets[-1]:
+            raise ex.error(
+                index,
+                "too_long",
+                f"response of {n} tokens > largest response bucket {ex.cfg.r_buckets[-1]}",
+            )
+        out["weak_response_positions"] = weak_pos[:n]
+        out["strong_response_positions"] = strong_pos[:n]
+        out["response_labels"] = weak_tokens[:n].astype(np.int32)
+        return out
+
+    def batch_keys(self, layout):
+        keys = {**P.row_keys("weak_", layout), **P.row_keys("strong_", layout)}
+        keys.update(
+            {
+                "weak_response_positions": BatchKey(("R",), np.int32, 0),
+                "strong_response_positions": BatchKey(("R",), np.int32, 0),
+                "response_labels": BatchKey(("R",), np.int32, IGNORE_INDEX),
+                "response_mask": BatchKey(("R",), np.int32, 0),
+            }
+        )
+        return keys
+
+    def collate(self, examples, cfg, pad_token_id):
+        out = {}
+        for prefix in SIDES:
+            out.update(P.collate_rows(examples, prefix, cfg, pad_token_id))
+        r = packing.bucket_length(
+            max(len(e["weak_response_positions"]) for e in examples), cfg.r_buckets
+        )
+        for key in ("weak_response_positions", "strong_response_positions"):
+            out[key] = packing.pad_1d([e[key] for e in examples], r, 0)
+        out["response_labels"] = packing.pad_1d(
+            [e["response_labels"] for e in examples], r, IGNORE_INDEX
+        )
+        out["response_mask"] = packing.pad_1d(
+            [np.ones(len(e["response_labels"]), np.int32) for e in examples], r, 0
+        )
+        return out
+
+
+class PumaKL(Task):
+    data = PumaPairData()
     accumulation = "sum"
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -29,17 +116,17 @@ class PumaKL(Task):
         self.seq_len = self.base.seq_len
         self.max_images = self.base.max_images
         self.num_response = int(config.data.get("response_len", self.seq_len // 2))
-        self.packed = self.base.packed  # both sides packed in lockstep, R slots per row
+        self.layout = self.data.resolve_layout(self.requested_layout(config))
+        self.packed = self.layout == "packing"  # both sides packed in lockstep, R slots per row
 
-    def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
-        side = self.base.batch_spec(batch_size)
-        side.pop("labels")
-        spec = {p + k: v for p in SIDES for k, v in side.items()}
-        r = (batch_size, self.num_response)
-        for k in ("weak_response_positions", "strong_response_positions", "response_labels"):
-            spec[k] = jax.ShapeDtypeStruct(r, jnp.int32)
-        spec["response_mask"] = jax.ShapeDtypeStruct(r, jnp.int32)
-        return spec
+    def dims(self) -> dict[str, int]:
+        return {**self.base.dims(), "R": self.num_response}
+
+    def batch_keys(self) -> dict[str, BatchKey]:
+        keys = self.data.batch_keys(self.layout)
+        for side in SIDES:  # the model's per-image inputs on each side (see MultimodalSFT)
+            keys.update(image_keys(self.vlm_cfg, side))
+        return keys
 
     def init(self, rng, batch):
         side = {k[len("weak_") :]: v for k, v in batch.items() if k.startswith("weak_")}
@@ -110,7 +197,9 @@ class PumaKL(Task):
             row["input_ids"][head : head + r] = response
             row["attention_mask"] = (np.arange(t) < head + r).astype(np.int32)
             row["input_ids"] = np.where(row["attention_mask"] == 1, row["input_ids"], 0)
-            row.pop("labels")
+            response_slots = (np.arange(t) >= head) & (np.arange(t) < head + r)
+            row["labels"] = np.where(response_slots, row["input_ids"], IGNORE_INDEX)
+            row["labels"] = row["labels"].astype(np.int32)
             if self.packed:  # one pair per synthetic row
                 row["segment_ids"] = row["attention_mask"].copy()
             row.update(vlm_common.synthetic_model_images(rng, cfg, self.max_images, n_img))
@@ -127,5 +216,10 @@ class PumaKL(Task):
         return 2 * self.base.model_flops_per_example()
 
 
-def make_task(config: ml_collections.ConfigDict) -> Task:
-    return PumaKL(config)
+OBJECTIVE = Objective(
+    name="puma_kl",
+    data=PumaPairData(),
+    task=PumaKL,
+    model_roles=("composite",),
+    aliases=("puma_pair",),
+)

@@ -1,8 +1,11 @@
-"""Next-token SFT: text-only (any registered decoder) or multimodal (the VLM), Math-PUMA stages
-1 and 3, LLaVA/MAVIS projector alignment and instruction tuning.
+"""Objective `text_sft`: next-token SFT of a bare decoder (any registered kind) on packed text
+rows (Math-PUMA stage 1). Alias "sft" (with a decoder model; "sft" with the VLM is
+`multimodal_sft`).
 
-Batch keys: see tasks/common.py; multimodal adds pixel_values [B, N_img, H, W, C] float32 and
-image_mask [B, N_img] (1 = real image) as documented by mathjax_vl.data.pipelines.
+Records: TextConversation (or an image-free MultimodalConversation). The pipeline always packs
+(several conversations per row of L tokens: segment ids keep attention inside each one and
+positions restart per conversation); the synthetic source gives one conversation per row
+without segment ids unless data.layout = "packing". Keys: see `TextSFTData.batch_keys`.
 """
 
 from __future__ import annotations
@@ -10,18 +13,60 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mathjax_vl.data import packing
+from mathjax_vl.data import pipelines as P
+from mathjax_vl.data import records as R
+from mathjax_vl.data.batch_keys import ARANGE, BatchKey
 from mathjax_vl.train.tasks import common
-from mathjax_vl.train.tasks.base import Task
+from mathjax_vl.train.tasks.base import Objective, Task
+
+
+class TextSFTData(P.ObjectiveData):
+    name = "text_sft"
+    record_types = (R.TextConversation, R.MultimodalConversation)
+    layouts = ("bucketed", "packing")
+
+    def resolve_layout(self, requested: str) -> str:
+        super().resolve_layout(requested)
+        return "packing"  # text rows are always packed by the pipeline
+
+    def process(self, ex, record, index, stream_index):
+        if getattr(record, "images", ()):
+            raise ex.error(index, "bad_value", "text_sft got a record with images")
+        sample = ex.tokenize(record.turns, 0, index)
+        return {"input_ids": sample.input_ids, "labels": sample.labels}
+
+    def batch_keys(self, layout: str) -> dict[str, BatchKey]:
+        # input_ids [B, L], labels [B, L] (-100: no loss), attention_mask [B, L] (1 = token);
+        # packed: segment_ids [B, L] (1, 2, ... per conversation, 0 = padding), positions [B, L]
+        # (restart at 0 per segment)
+        keys = {
+            "input_ids": BatchKey(("L",), np.int32, 0),
+            "labels": BatchKey(("L",), np.int32, common.IGNORE),
+            "attention_mask": BatchKey(("L",), np.int32, 0),
+        }
+        if layout == "packing":
+            keys["positions"] = BatchKey(("L",), np.int32, ARANGE)
+            keys["segment_ids"] = BatchKey(("L",), np.int32, 0)
+        return keys
+
+    def collate(self, examples, cfg, pad_token_id):
+        raise NotImplementedError("text_sft rows are packed, never collated")
+
+    def batch(self, it, cfg, pad_token_id):
+        it = packing.pack_rows(
+            it, cfg.tokenization.max_length, pad_token_id, cfg.num_packing_bins, cfg.seed
+        )
+        return it.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder), None
 
 
 class TextSFT(Task):
     """Causal-LM SFT of a decoder (any registered kind) on (packed) token rows."""
 
-    name = "sft"
+    data = TextSFTData()
     accumulation = "sum"
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -30,16 +75,18 @@ class TextSFT(Task):
         self.cfg = config
         self.model_cfg, self.model = build.train_module(config)
         self.seq_len = int(config.data.seq_len)
-        # Packed rows (the text_sft pipeline) hold several conversations: attention must stay
-        # within each one (segment ids) and positions restart per conversation.
-        self.packed = config.data.get("objective", "") == "text_sft"
+        # Pipeline rows are packed; synthetic rows too with data.layout = "packing" (or the older
+        # data.objective = "text_sft").
+        packed = (
+            config.data.get("kind", "synthetic") == "pipeline"
+            or self.requested_layout(config) == "packing"
+            or config.data.get("objective", "") == "text_sft"
+        )
+        self.layout = "packing" if packed else "bucketed"
+        self.packed = packed
 
-    def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
-        shape = (batch_size, self.seq_len)
-        keys = ["input_ids", "labels", "attention_mask"]
-        if self.packed:
-            keys += ["positions", "segment_ids"]
-        return {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in keys}
+    def dims(self) -> dict[str, int]:
+        return {"L": self.seq_len}
 
     def init(self, rng, batch):
         return self.model.init(rng, batch["input_ids"], return_logits=False)["params"]
@@ -91,17 +138,12 @@ class TextSFT(Task):
         return common.decoder_train_flops(self.model_cfg, self.seq_len)
 
 
-def make_task(config: ml_collections.ConfigDict) -> Task:
-    """Text SFT when the model is a bare decoder, multimodal SFT when it is the VLM (the
-    registry's role of model.kind decides; unknown kinds list the registered ones)."""
-    from mathjax_vl.models import build, registry
-
-    kind = build.model_kind(config.model)
-    role = registry.get(kind).role if kind != build.DUAL_ENCODER_KIND else kind
-    if role == "decoder":
-        return TextSFT(config)
-    if role == "composite":
-        from mathjax_vl.train.tasks.multimodal import MultimodalSFT
-
-        return MultimodalSFT(config)
-    raise ValueError(f"sft: model.kind {kind!r} is not a decoder or a VLM")
+OBJECTIVE = Objective(
+    name="text_sft",
+    data=TextSFTData(),
+    task=TextSFT,
+    model_roles=("decoder",),
+    # "sft": the older task name; "multimodal_sft": the older data name, which fed text records
+    # to a decoder too
+    aliases=("sft", "multimodal_sft"),
+)

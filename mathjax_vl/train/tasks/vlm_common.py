@@ -90,7 +90,7 @@ def synthetic_row(
 def synthetic_images(rng: np.random.Generator, m: int, size: int, n_real: int) -> dict:
     pix = rng.standard_normal((m, size, size, 3)).astype(np.float32)
     img_mask = (np.arange(m) < n_real).astype(np.int32)
-    pix = pix * img_mask[:, None, None, None]
+    pix = (pix * img_mask[:, None, None, None]).astype(np.float32)  # int32 mask would upcast
     return {"pixel_values": pix, "image_mask": img_mask}
 
 
@@ -100,5 +100,5 @@ def synthetic_model_images(rng: np.random.Generator, cfg: Any, m: int, n_real: i
     out = {"image_mask": img_mask}
     for key, shape in image_inputs(cfg).items():
         pix = rng.standard_normal((m, *shape)).astype(np.float32)
-        out[key] = pix * img_mask[:, None, None, None]
+        out[key] = (pix * img_mask[:, None, None, None]).astype(np.float32)
     return out
