@@ -23,9 +23,11 @@ the older names stay as aliases (RECIPE_ALIASES):
 - multimodal_sft (was instruct): MultimodalConversation (figure + question -> chain-of-thought
   solution);
 - image_to_code (was image_code): ImageCode (figure + the Python program that drew it) for
-  MathCoder-VL;
-- preference: PreferencePair (figure + question; chosen = the verified solution, rejected = a
-  full solution built on a typical mistake whose answer the verifier rejects) for DPO.
+  MathCoder-VL.
+
+`_preference` builds PreferencePair records (chosen = the verified solution, rejected = a full
+solution on a typical mistake the verifier rejects); it becomes the `preference` recipe when the
+DPO objective module registers that name (docs/notes/dpo.md).
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ RECIPES = (
     "contrastive",
     "multimodal_sft",
     "image_to_code",
-    "preference",
 )
 RECIPE_ALIASES = {
     "puma_pairs": "puma_kl",
@@ -63,7 +64,6 @@ DEFAULT_SPLIT = {
     "contrastive": "train",
     "multimodal_sft": "train",
     "image_to_code": "train",
-    "preference": "train",
 }
 MAX_EXAMPLES_PER_REASON = 3
 MATHVERSE_NAMES = {
@@ -432,7 +432,6 @@ _RECIPE_BUILDERS = {
     "contrastive": _captions,
     "multimodal_sft": _instruct,
     "image_to_code": _image_code,
-    "preference": _preference,
 }
 
 
