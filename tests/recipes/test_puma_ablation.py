@@ -17,6 +17,8 @@ def _benchmark():
     return module
 
 
+# ~2.5 min on 2 cores: the harness end to end; the default suite keeps its argument checks.
+@pytest.mark.slow
 def test_quick_ablation_trains_both_arms_with_the_same_steps_and_scores_them(tmp_path):
     bench = _benchmark()
     out = tmp_path / "ablation"
