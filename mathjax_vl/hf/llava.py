@@ -52,7 +52,7 @@ OTHER_MODEL_TYPES = ("llava_swiglu", "qwen2vlm")
 @dataclasses.dataclass(frozen=True)
 class ProjectorLayout:
     """How one projector kind's weights are named, and which module exports a VLM with it (its
-    `save(params, cfg, path, **kw)` and `config_to_hf(cfg)`; None: LlavaForConditionalGeneration)."""
+    `save(params, cfg, path, **kw)` and `config_to_hf(cfg)`; None: Llava itself)."""
 
     leaves: Callable[..., list]  # (ProjectorConfig, hf_prefix, scope) -> [Leaf]
     anchor: str  # a tensor suffix locating the projector's key prefix
