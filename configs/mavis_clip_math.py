@@ -1,6 +1,6 @@
 """MAVIS stage 1: CLIP-Math, a math-specialised vision encoder trained contrastively on
 diagram-caption pairs (MAVIS: 558K pairs). A CLIP ViT-L/14 dual encoder (`--config.loss.contrastive
-=siglip` for the sigmoid loss). Arg: `large` (default) or `tiny`.
+=siglip` for the sigmoid loss). Arg: `large` (default; `7b` means the same tower, MAVIS-7B's stage 1) or `tiny`.
 
     mathjax-vl import-hf /models/clip-vit-large-patch14-336 /ckpt/clip_l14
     mathjax-vl datagen --recipe contrastive --n 558000 --workers 64 --out /data

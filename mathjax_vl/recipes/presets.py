@@ -111,10 +111,20 @@ def decoder(kind: str, size: str) -> dict:
     return {"kind": kind, **DECODERS[kind](size)}
 
 
-def parse_arg(arg: str | None, default_size: str = "1.5b") -> tuple[str, str]:
-    """A recipe arg `SIZE[,KIND]` -> (size, decoder kind); KIND defaults to qwen2."""
+def parse_arg(
+    arg: str | None, default_size: str = "1.5b", default_kinds: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """A recipe arg `SIZE[,KIND]` -> (size, decoder kind); KIND defaults to
+    `default_kinds[size]` (a recipe whose paper model is another family, e.g. MAVIS-7B's
+    Mistral), else qwen2."""
     size, _, kind = (arg or default_size).partition(",")
-    return size or default_size, kind or DEFAULT_DECODER
+    size = size or default_size
+    return size, kind or (default_kinds or {}).get(size, DEFAULT_DECODER)
+
+
+# MAVIS-7B (the paper's model): CLIP ViT-L/14-336 (CLIP-Math) over MAmmoTH2-7B, a Mistral-7B-v0.2
+# fine-tune (vocab 32000, sliding_window null). `7b` and `tiny` mean it; `1.5b` stays Qwen2.
+MAVIS_DECODERS = {"7b": "mistral", "tiny": "mistral"}
 
 
 def siglip_so400m(size: str) -> dict:

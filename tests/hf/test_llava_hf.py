@@ -101,16 +101,64 @@ def test_older_key_layout_imports(src_dir, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, params, params2)
 
 
-def test_swiglu_projector_export_refused(src_dir, tmp_path):
+def test_swiglu_projector_exports_as_remote_code_llava(src_dir, tmp_path):
+    """Math-PUMA's SwiGLU aligner: export writes modeling_llava_swiglu.py + auto_map, which
+    transformers runs with trust_remote_code; logits within 1e-4, greedy tokens identical, and
+    the directory imports back to the same params."""
     import dataclasses
+
+    import flax.linen as nn
 
     cfg, params = load_llava(src_dir)
     swiglu = ProjectorConfig(
-        kind="swiglu", input_dim=cfg.projector.input_dim, output_dim=cfg.projector.output_dim
+        kind="swiglu",
+        input_dim=cfg.projector.input_dim,
+        output_dim=cfg.projector.output_dim,
+        hidden_dim=40,
+        use_bias=False,
     )
-    with pytest.raises(ConversionError, match=r"SwiGLU.*no equivalent"):
-        save_llava(params, dataclasses.replace(cfg, projector=swiglu), str(tmp_path / "x"))
-    assert not (tmp_path / "x").exists()  # nothing half-written
+    cfg = dataclasses.replace(cfg, projector=swiglu)
+    seq = cfg.image_seq_length
+    fresh = VLM(cfg).init(
+        jax.random.key(1), jnp.zeros((1, 4), jnp.int32), jnp.zeros((1, 16, 16, 3), jnp.float32)
+    )["params"]
+    params = {**params, "multi_modal_projector": nn.meta.unbox(fresh)["multi_modal_projector"]}
+    out = str(tmp_path / "swiglu")
+    files = registry.save_hf("llava", cfg, params, out)
+    assert "modeling_llava_swiglu.py" in files
+    model, info = transformers.AutoModelForImageTextToText.from_pretrained(
+        out, trust_remote_code=True, output_loading_info=True
+    )
+    assert not any(info.values()), info
+    model = model.eval()
+    rng = np.random.RandomState(5)
+    ids = rng.randint(0, 100, (2, seq + 6))
+    ids[0, 2 : 2 + seq] = IMAGE_TOKEN_ID
+    ids[1, 5 : 5 + seq] = IMAGE_TOKEN_ID
+    pixels = rng.randn(2, 3, 16, 16).astype(np.float32)
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor(ids), pixel_values=torch.tensor(pixels)).logits.numpy()
+    fwd = jax.jit(lambda p, i, x: VLM(cfg).apply({"params": p}, i, x).logits)
+    got = np.asarray(fwd(params, jnp.asarray(ids), jnp.asarray(pixels.transpose(0, 2, 3, 1))))
+    assert np.abs(got - ref).max() < 1e-4, np.abs(got - ref).max()
+    # greedy generation: 4 tokens, the same as ours
+    from mathjax_vl.decoding import SamplingConfig
+    from mathjax_vl.decoding.generate import generate_vlm
+
+    model.generation_config.eos_token_id = None
+    with torch.no_grad():
+        hf_tokens = model.generate(
+            input_ids=torch.tensor(ids), pixel_values=torch.tensor(pixels),
+            max_new_tokens=4, do_sample=False,
+        )[:, ids.shape[1] :].numpy()  # fmt: skip
+    ours = generate_vlm(
+        cfg, params, ids, np.ones_like(ids), pixels.transpose(0, 2, 3, 1),
+        sampling=SamplingConfig(max_new_tokens=4, pad_token=0),
+    )  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(ours.tokens), hf_tokens)
+    kind, cfg2, params2 = registry.load_hf(out)
+    assert kind == "llava" and cfg2.projector == swiglu
+    jax.tree.map(np.testing.assert_array_equal, params, params2)
 
 
 def _copy_dir(src, dst, tensors=None, config=None):

@@ -22,11 +22,12 @@ shard by shard with an index like save_pretrained (--max-shard-size, default tra
 50GB), in --dtype, else in the source dtype recorded at import (a one-line notice says so when
 the params differ, e.g. a float32 master of a bfloat16 model), copying tokenizer/processor files
 from --tokenizer (default: the checkpoint dir). A model with the Math-PUMA SwiGLU projector
-cannot be exported as Llava: the command says so and writes nothing.
+is written as a Llava with remote code (hf.llava_swiglu: modeling_llava_swiglu.py + auto_map;
+load with trust_remote_code=True).
 With --train-dir it exports a training run instead (mathjax_vl.eval.export_run): the newest
 complete checkpoint (or --step N), trainable + frozen params, the architecture from the stage
 config (--train-config, default RUN_DIR/config.py as the demo writes); a decoder model.kind
-(qwen2, qwen3, llama, mistral) -> its *ForCausalLM, vlm -> LlavaForConditionalGeneration,
+(qwen2, qwen3, llama, mistral) -> its *ForCausalLM, vlm -> LlavaForConditionalGeneration (SwiGLU projector: its remote-code form),
 dual_encoder (CLIP loss) -> CLIPModel.
 The two forms are exclusive.
 Exit status 0 on success, 2 on bad input: one line naming the file and tensor (a truncated or
