@@ -27,7 +27,8 @@ load with trust_remote_code=True).
 With --train-dir it exports a training run instead (mathjax_vl.eval.export_run): the newest
 complete checkpoint (or --step N), trainable + frozen params, the architecture from the stage
 config (--train-config, default RUN_DIR/config.py as the demo writes); a decoder model.kind
-(qwen2, qwen3, llama, mistral) -> its *ForCausalLM, vlm -> LlavaForConditionalGeneration (SwiGLU projector: its remote-code form),
+(qwen2, qwen3, llama, mistral) -> its *ForCausalLM, vlm -> LlavaForConditionalGeneration
+(SwiGLU projector: its remote-code form),
 dual_encoder (CLIP loss) -> CLIPModel.
 The two forms are exclusive.
 Exit status 0 on success, 2 on bad input: one line naming the file and tensor (a truncated or
