@@ -299,13 +299,8 @@ def save_llava(
     if exporter is not None:
         kw = dict(tokenizer_dir=tokenizer_dir, max_shard_bytes=max_shard_bytes, dtype=dtype)
         return _function(f"{exporter}:save")(params, cfg, path, **kw)
-    hf_cfg = config_to_hf(cfg)
     state = state_from_params(params, cfg)
-    if dtype is not None:
-        from mathjax_vl.models.precision import to_dtype
-
-        state = {k: w.astype(to_dtype(dtype)) for k, w in state.items()}
-    return write_dir(path, hf_cfg, state, cfg, tokenizer_dir, max_shard_bytes)
+    return write_dir(path, config_to_hf(cfg), state, cfg, tokenizer_dir, max_shard_bytes, dtype)
 
 
 def write_dir(
@@ -315,8 +310,14 @@ def write_dir(
     cfg: VLMConfig,
     tokenizer_dir: str | None = None,
     max_shard_bytes: int | None = None,
+    dtype: str | None = None,
 ) -> list[str]:
-    """config.json + weights + tokenizer files + a preprocessor config matching the tower."""
+    """config.json + weights (cast to `dtype` when given) + tokenizer files + a preprocessor
+    config matching the tower."""
+    if dtype is not None:
+        from mathjax_vl.models.precision import to_dtype
+
+        state = {k: w.astype(to_dtype(dtype)) for k, w in state.items()}
     hf_cfg["dtype"] = str(next(iter(state.values())).dtype)
     common.write_config(path, hf_cfg)
     files = common.save_safetensors(path, state, max_shard_bytes)

@@ -69,16 +69,13 @@ def save(
 ) -> list[str]:
     """Writes DIR loadable by AutoModelForImageTextToText.from_pretrained(DIR,
     trust_remote_code=True); returns the files written."""
-    hf_cfg = config_to_hf(cfg)
     state = hf_llava.state_from_params(params, cfg, PREFIXES)
-    if dtype is not None:
-        from mathjax_vl.models.precision import to_dtype
-
-        state = {k: w.astype(to_dtype(dtype)) for k, w in state.items()}
     os.makedirs(path, exist_ok=True)
     shutil.copyfile(os.path.join(os.path.dirname(__file__), MODELING_FILE),
                     os.path.join(path, MODELING_FILE))  # fmt: skip
-    files = hf_llava.write_dir(path, hf_cfg, state, cfg, tokenizer_dir, max_shard_bytes)
+    files = hf_llava.write_dir(
+        path, config_to_hf(cfg), state, cfg, tokenizer_dir, max_shard_bytes, dtype
+    )
     return [*files, MODELING_FILE]
 
 
